@@ -113,9 +113,7 @@ class ResidualMLP(nn.Module):
     ) -> None:
         super().__init__()
         widths = [features] + [hidden] * n_mlp + [features]
-        self.res_blocks = nn.ModuleList(
-            [self._residual_block(widths) for _ in range(n_resblocks)]
-        )
+        self.res_blocks = nn.ModuleList([self._residual_block(widths) for _ in range(n_resblocks)])
         self.scale = Scale(features)
         self.final_tanh = final_tanh
 

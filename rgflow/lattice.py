@@ -62,9 +62,7 @@ class RGLattice:
     def __post_init__(self) -> None:
         L, m = self.image_size, self.kernel
         if not isinstance(L, (int, np.integer)) or not isinstance(m, (int, np.integer)):
-            raise LatticeError(
-                f"image_size and kernel must be integers, got {L!r} and {m!r}."
-            )
+            raise LatticeError(f"image_size and kernel must be integers, got {L!r} and {m!r}.")
         if m < 2 or m % 2:
             raise LatticeError(
                 f"kernel m={m} must be an even integer >= 2 (the decimator is shifted by "

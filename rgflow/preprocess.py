@@ -75,8 +75,12 @@ def check_pixels(pixels: Tensor, channels: int | None = None, size: int | None =
         )
 
 
-def dequantize(pixels: Tensor, generator: torch.Generator | None = None, noise: bool = True,
-               dtype: torch.dtype | None = None) -> Tensor:
+def dequantize(
+    pixels: Tensor,
+    generator: torch.Generator | None = None,
+    noise: bool = True,
+    dtype: torch.dtype | None = None,
+) -> Tensor:
     """Uniform dequantisation of 8-bit pixels: x = (k + u) / 256, u ~ U[0, 1).
 
     Args:

@@ -71,8 +71,12 @@ def test_kept_sites_are_one_per_two_by_two_cell_of_each_decimator_block() -> Non
 
 @pytest.mark.parametrize(
     "size,fewest,most,mean",
-    [(32, 220, 220, 220.0), (64, 328, 412, 367.0), (128, 436, 604, 535.75),
-     (256, 544, 796, 715.9375)],
+    [
+        (32, 220, 220, 220.0),
+        (64, 328, 412, 367.0),
+        (128, 436, 604, 535.75),
+        (256, 544, 796, 715.9375),
+    ],
 )
 def test_pixel_cone_sizes(size: int, fewest: int, most: int, mean: float) -> None:
     sizes = RGLattice(size, 4).pixel_cone_sizes()

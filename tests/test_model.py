@@ -19,8 +19,7 @@ def test_checkerboard_mask_is_even_parity_repeated_over_channels() -> None:
 
 @pytest.mark.parametrize(
     "name,count",
-    [("celeba32", 100_647_680), ("msds", 80_518_144), ("small", 2_368_640),
-     ("tiny", 863_360)],
+    [("celeba32", 100_647_680), ("msds", 80_518_144), ("small", 2_368_640), ("tiny", 863_360)],
 )
 def test_preset_parameter_counts(name: str, count: int) -> None:
     with torch.device("meta"):

@@ -84,7 +84,9 @@ class ImageDataset(Dataset):
     def __post_init__(self) -> None:
         images = self.images
         if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8:
-            raise ValueError(f"{self.name}: images must be a uint8 tensor, got {_describe(images)}")
+            raise ValueError(
+                f"{self.name}: images must be a uint8 tensor, got {_describe(images)}"
+            )
 
         if images.dim() != 4 or images.shape[-1] != images.shape[-2]:
             raise ValueError(
@@ -159,4 +161,6 @@ def no_root_error(name: str, layout: str, hint: str) -> DatasetNotFoundError:
 def _describe(value: object) -> str:
     dtype = getattr(value, "dtype", None)
 
-    return f"{type(value).__name__} of dtype {dtype}" if dtype is not None else type(value).__name__
+    return (
+        f"{type(value).__name__} of dtype {dtype}" if dtype is not None else type(value).__name__
+    )

