@@ -1,4 +1,4 @@
-"""Command line: ``python -m rgflow {train,eval,sample,info}`` (also the ``rgflow`` script).
+"""Command line: ``python -m rgflow {train,eval,sample,info,figures}`` (or ``rgflow ...``).
 
 Arguments are parsed only inside :func:`main`; importing this module does nothing.
 
@@ -10,6 +10,8 @@ Examples::
     python -m rgflow eval runs/msds1/checkpoint.pt --data msds1
     python -m rgflow sample msds1-laplace --temperature 0.8 --out samples.png
     python -m rgflow info
+    python -m rgflow figures                      # every notebook, in place
+    python -m rgflow figures 04 -p profile=paper -p device=cuda
 """
 
 from __future__ import annotations
@@ -108,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
 
     sub.add_parser("info", help="presets, datasets and shipped models")
+    sub.add_parser("figures", help="run the figure notebooks (see `rgflow figures -h`)")
 
     return parser
 
@@ -209,6 +212,11 @@ def _info(_: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["figures"]:  # the notebook runner has its own options
+        from .figures import main as figures_main
+
+        return figures_main(argv[1:])
     args = build_parser().parse_args(argv)
     handlers = {"train": _train, "eval": _eval, "sample": _sample, "info": _info}
     try:

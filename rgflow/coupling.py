@@ -31,6 +31,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from .fast import coupling_forward
+
 __all__ = [
     "Swish",
     "Scale",
@@ -177,6 +179,7 @@ class RealNVPCoupling(nn.Module):
         self.register_buffer("mask_left", mask)  # A: (a + b) even
         self.register_buffer("mask_right", 1 - mask)  # B
         self.recompute = False  # gradient checkpointing of each s/t call while training
+        self.fast = True  # the same function via rgflow.fast; False: the plain path below
 
     def _net(self, net: nn.Module, u: Tensor) -> Tensor:
         if self.recompute and self.training and torch.is_grad_enabled() and u.requires_grad:
@@ -205,6 +208,9 @@ class RealNVPCoupling(nn.Module):
         return x, -s.sum(dim=1)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        if self.fast:
+            return coupling_forward(self, x)
+
         a, b = self.mask_left, self.mask_right
         logdet = x.new_zeros(x.shape[0])
 
@@ -217,6 +223,9 @@ class RealNVPCoupling(nn.Module):
         return x, logdet
 
     def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        if self.fast:
+            return coupling_forward(self, y, inverse=True)
+
         a, b = self.mask_left, self.mask_right
         logdet = y.new_zeros(y.shape[0])
 

@@ -22,6 +22,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -194,7 +195,7 @@ class RGFlow(nn.Module):
                     config.channels, config.kernel, n_layers[h], hidden[h], n_mlp[h], n_res[h]
                 )
             )
-            index = torch.as_tensor(self.lattice.block_indices(layer).reshape(-1))
+            index = self._flat_block_index(self.lattice.block_indices(layer), config.channels)
             self.register_buffer(f"block_index_{layer}", index, persistent=False)
 
         self.prior = make_prior(config.prior)
@@ -204,25 +205,36 @@ class RGFlow(nn.Module):
     # ------------------------------------------------------------------------------------
     # Blocks
 
+    def _flat_block_index(self, sites: np.ndarray, channels: int) -> Tensor:
+        """Positions in x (B, C * L * L) of every block variable, (n_blocks * C * m * m,).
+
+        Entry (block, c, p) is c L^2 + sites[block, p], so one index_select gives the blocks
+        channel-major, as the couplings expect.
+        """
+        sites = torch.as_tensor(sites)  # (n_blocks, m * m)
+        offsets = torch.arange(channels) * self.config.image_size**2  # (C,)
+
+        return (offsets[None, :, None] + sites[:, None, :]).reshape(-1)  # (n_blocks, C, m * m)
+
     def _block_index(self, layer: int) -> Tensor:
         return getattr(self, f"block_index_{layer}")
 
     def _gather(self, x: Tensor, index: Tensor) -> Tensor:
-        """x (B, C, L * L) -> blocks (B * n_blocks, C * m * m), channel-major in a block."""
-        b, c, _ = x.shape
-        mm = self.config.kernel**2
-        blocks = x[:, :, index]  # (B, C, n_blocks * m * m)
-        blocks = blocks.view(b, c, -1, mm).transpose(1, 2)  # (B, n_blocks, C, m * m)
+        """x (B, C, L * L) -> blocks (B * n_blocks, C * m * m), channel-major in a block.
 
-        return blocks.reshape(-1, c * mm)
+        ``index`` is a layer's flat block index (see ``_flat_block_index``): one index_select.
+        """
+        b, c, _ = x.shape
+        blocks = x.reshape(b, -1).index_select(1, index)  # (B, n_blocks * C * m * m)
+
+        return blocks.view(-1, c * self.config.kernel**2)  # (B * n_blocks, C * m * m)
 
     def _scatter(self, x: Tensor, index: Tensor, blocks: Tensor) -> Tensor:
-        """Write blocks (B * n_blocks, C * m * m) back into x (B, C, L * L)."""
+        """Write blocks (B * n_blocks, C * m * m) back into x (B, C, L * L): one index_copy."""
         b, c, _ = x.shape
-        mm = self.config.kernel**2
-        values = blocks.view(b, -1, c, mm).transpose(1, 2)  # (B, C, n_blocks, m * m)
+        values = blocks.reshape(b, -1)  # (B, n_blocks * C * m * m)
 
-        return x.index_copy(2, index, values.reshape(b, c, -1))
+        return x.reshape(b, -1).index_copy(1, index, values).view(b, c, -1)  # (B, C, L * L)
 
     def _check_input(self, x: Tensor, what: str) -> None:
         c, size = self.config.channels, self.config.image_size
@@ -257,14 +269,25 @@ class RGFlow(nn.Module):
 
         return x.view(b, c, size, size), logdet
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """Generation direction: z (B, C, L, L) -> y (B, C, L, L), log|det dy/dz| (B,)."""
+    def inverse(self, z: Tensor, down_to_level: int = 0) -> tuple[Tensor, Tensor]:
+        """Generation direction: z (B, C, L, L) -> y (B, C, L, L), log|det dy/dz| (B,).
+
+        Args:
+            z: latents.
+            down_to_level: stop after the layers of this level (0: the whole flow). After
+                the layers of levels H-1 .. h, ``y[..., ::2**h, ::2**h]`` is the coarse image
+                x^(h) of the paper's generation figure.
+        """
         self._check_input(z, "z")
+        if not 0 <= down_to_level < self.lattice.n_levels:
+            raise ValueError(
+                f"down_to_level must be in 0..{self.lattice.n_levels - 1}, got {down_to_level}."
+            )
         b, c, size, _ = z.shape
         x = z.reshape(b, c, size * size)
         logdet = z.new_zeros(b)
 
-        for layer in reversed(range(len(self.layers))):
+        for layer in reversed(range(2 * down_to_level, len(self.layers))):
             index = self._block_index(layer)
             blocks, ld = self.layers[layer].inverse(self._gather(x, index))
             logdet = logdet + ld.view(b, -1).sum(dim=1)

@@ -1,0 +1,19 @@
+#!/bin/sh
+# Debian packages rgflow needs: dataset-fashion-mnist (real images at hand offline) and
+# chromium (the JupyterLab browser test). Installs them when run as root with apt-get.
+set -u
+missing=""
+[ -d /usr/share/datasets/fashion-mnist ] || missing="$missing dataset-fashion-mnist"
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing Debian packages:$missing"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends $missing >/dev/null \
+    || echo "warning: apt-get could not install$missing; the tests that need them skip."
+else
+  echo "note: not installing$missing (needs root and apt-get): run"
+  echo "  sudo apt-get install$missing"
+  echo "the Fashion-MNIST model's data figures and the browser test skip without them."
+fi
+exit 0

@@ -1,0 +1,317 @@
+"""The fast path of the RealNVP coupling: the same mathematics in fewer, larger operations.
+
+The plain path (:class:`rgflow.coupling.RealNVPCoupling` with ``fast = False``) follows the
+authors' structure: the s-net and the t-net of a subnet layer are two chains of small matmuls
+and elementwise operations, and every weight norm is recomputed at every call. The fast path
+reads the same parameters and computes the same function, y = A x + B (x exp(s) + t):
+
+1. Once per coupling call, the weight-normed weights W = g v / ||v|| of all linears of one
+   shape are computed as one stacked tensor, paired (s-net, t-net) on a leading axis of size
+   2 and split into one view per (subnet layer, residual block).
+2. The s-net and the t-net run together: each linear is one batched matmul on (2, N, width).
+3. A residual block is one autograd node (:class:`ResidualBlock`) whose hand-written
+   backward keeps only the block's input and pre-activations and recomputes the Swish.
+4. The masks fold into the output scale: s = B tanh(sigma h) = tanh((B sigma) h) and
+   t = (B sigma') h are exactly zero on A, so y = x exp(s) + t equals A x + B (x exp(s) + t)
+   bit for bit (exp(0) = 1).
+
+Mixed precision: under ``torch.autocast`` the hidden layers (matmuls and Swish) run in the
+autocast dtype; the residual stream, s, t, y and the log-determinant stay in the input's
+dtype (float32), so log|det| = sum(s) is accumulated in float32.
+
+Switch between the paths with :func:`set_fast`; recompute (gradient checkpointing) with
+:func:`set_recompute`. Both act on every coupling inside a module, e.g. an ``RGFlow``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+if TYPE_CHECKING:
+    from .coupling import RealNVPCoupling
+
+__all__ = [
+    "PairedBlock",
+    "PairedLayer",
+    "ResidualBlock",
+    "compute_dtype",
+    "coupling_forward",
+    "paired_layers",
+    "set_fast",
+    "set_recompute",
+]
+
+SQRT2 = math.sqrt(2)
+
+
+# ----------------------------------------------------------------------------------------
+# Switches
+
+
+def _couplings(module: nn.Module) -> list[nn.Module]:
+    from .coupling import RealNVPCoupling
+
+    return [m for m in module.modules() if isinstance(m, RealNVPCoupling)]
+
+
+def set_fast(module: nn.Module, enabled: bool = True) -> nn.Module:
+    """Use the fast (True) or the plain (False) path in every coupling of ``module``."""
+    for coupling in _couplings(module):
+        coupling.fast = enabled
+
+    return module
+
+
+def set_recompute(module: nn.Module, enabled: bool = True) -> nn.Module:
+    """Recompute each s/t evaluation in the backward pass (less memory, ~1.5x the matmuls)."""
+    for coupling in _couplings(module):
+        coupling.recompute = enabled
+
+    return module
+
+
+def compute_dtype(x: Tensor) -> torch.dtype:
+    """The dtype of the hidden layers: the autocast dtype for float32 x under autocast."""
+    device = x.device.type
+    if x.dtype == torch.float32 and torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+
+    return x.dtype
+
+
+# ----------------------------------------------------------------------------------------
+# Paired (s-net, t-net) parameters
+
+
+@dataclass(frozen=True)
+class PairedBlock:
+    """One residual block of the s-net and the t-net of a subnet layer, paired on axis 0.
+
+    For the J linears of a block (widths w_0 = D, w_1 .. w_{J-1} = hidden, w_J = D):
+    ``betas[j]`` (2, 1, w_j) are the Swish gains, ``weights[j]`` (2, w_{j+1}, w_j) the
+    weight-normed weights and ``biases[j]`` (2, 1, w_{j+1}) the biases.
+    """
+
+    betas: tuple[Tensor, ...]
+    weights: tuple[Tensor, ...]
+    biases: tuple[Tensor, ...]
+
+
+@dataclass(frozen=True)
+class PairedLayer:
+    """One subnet layer k: its residual blocks and output scales (sigma, sigma') (2, 1, D)."""
+
+    blocks: tuple[PairedBlock, ...]
+    scale: Tensor
+
+
+def _stack_pairs(tensors: list[Tensor], n_pairs: int) -> Tensor:
+    """Stack 2 * n_pairs tensors of one shape S, ordered (pair, net): -> (n_pairs, 2, *S)."""
+    return torch.stack(tensors).unflatten(0, (n_pairs, 2))
+
+
+def paired_layers(coupling: RealNVPCoupling, dtype: torch.dtype) -> list[PairedLayer]:
+    """The coupling's parameters as one :class:`PairedLayer` per subnet layer.
+
+    W = g v / ||v|| (row norms) is computed once for all linears of a shape. Weights and
+    biases are cast to ``dtype`` (the matmul dtype); gains and scales keep theirs.
+    """
+    nets = [net for pair in zip(coupling.s_layers, coupling.t_layers) for net in pair]
+    n_layers, n_res = len(coupling.s_layers), len(nets[0].res_blocks)
+    n_linears = len(nets[0].res_blocks[0]) // 2  # a block is (Swish, Linear) * J
+    pairs = n_layers * n_res  # ordered (k, r); each pair is (s-net, t-net)
+
+    def gather(j: int, name: str) -> list[Tensor]:
+        index = 2 * j + (name != "scale")  # Swish at 2j, WeightNormLinear at 2j + 1
+        return [
+            getattr(net.res_blocks[r][index], name)
+            for k in range(n_layers)
+            for r in range(n_res)
+            for net in nets[2 * k : 2 * k + 2]
+        ]
+
+    betas, weights, biases = [], [], []
+    for j in range(n_linears):
+        v = _stack_pairs(gather(j, "weight_v"), pairs)  # (K * R, 2, out, in)
+        g = _stack_pairs(gather(j, "weight_g"), pairs)  # (K * R, 2, out, 1)
+        w = v * (g / v.norm(dim=3, keepdim=True))  # W = g v / ||v||
+        beta = _stack_pairs(gather(j, "scale"), pairs).unsqueeze(2)  # (K * R, 2, 1, in)
+        bias = _stack_pairs(gather(j, "bias"), pairs).unsqueeze(2)  # (K * R, 2, 1, out)
+        betas.append(beta.unbind(0))
+        weights.append(w.to(dtype).unbind(0))
+        biases.append(bias.to(dtype).unbind(0))
+
+    scales = _stack_pairs([net.scale.scale for net in nets], n_layers)  # (K, 2, D)
+    scales = scales.unsqueeze(2).unbind(0)  # K x (2, 1, D)
+    layers = []
+    for k in range(n_layers):
+        blocks = []
+        for r in range(n_res):
+            i = k * n_res + r
+            blocks.append(
+                PairedBlock(
+                    tuple(b[i] for b in betas),
+                    tuple(w[i] for w in weights),
+                    tuple(b[i] for b in biases),
+                )
+            )
+        layers.append(PairedLayer(tuple(blocks), scales[k]))
+
+    return layers
+
+
+# ----------------------------------------------------------------------------------------
+# One residual block of the s- and t-nets, with a hand-written backward
+
+
+def _swish(z: Tensor, beta: Tensor) -> Tensor:
+    """a = z sigmoid(beta z), in z's dtype: z (2, N, w) or (N, w), beta (2, 1, w)."""
+    beta = beta.to(z.dtype)
+    a = torch.mul(z, beta).sigmoid_()  # (2, N, w)
+
+    return a.mul_(z)
+
+
+def _swish_backward(grad: Tensor, z: Tensor, beta: Tensor) -> tuple[Tensor, Tensor]:
+    """Gradients of a = z sigmoid(beta z) with respect to z and beta.
+
+    With sig = sigmoid(beta z):  da/dz = sig + beta z sig (1 - sig),  da/dbeta = z^2 sig (1 - sig).
+
+    Shapes: grad (2, N, w), z (2, N, w) or (N, w), beta (2, 1, w) -> (2, N, w), (2, 1, w).
+    """
+    sig = torch.mul(z, beta.to(z.dtype)).sigmoid_()  # (2, N, w)
+    q = grad * sig  # grad sig
+    r = torch.addcmul(q, q, sig, value=-1)  # grad sig (1 - sig)
+    w = r.mul_(z)  # grad z sig (1 - sig)
+    grad_beta = (w * z).sum(dim=1, keepdim=True)  # (2, 1, w)
+
+    return q.addcmul_(w, beta.to(q.dtype)), grad_beta.to(beta.dtype)
+
+
+class ResidualBlock(torch.autograd.Function):
+    """x -> (x + f(x)) / sqrt(2) for the s- and t-net together, f = (Swish -> Linear) * J.
+
+    With z_0 = x:  a_j = z_j sigmoid(beta_j z_j),  z_{j+1} = a_j W_j^T + b_j  (j = 0 .. J-1).
+
+    Shapes: x (N, D) for the first block (both nets see the same input) or (2, N, D); the
+    output is (2, N, D) in x's dtype; the hidden layers run in the weights' dtype. Saves x
+    and z_1 .. z_{J-1}; the backward recomputes the a_j.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, n: int, *params: Tensor) -> Tensor:
+        betas, weights, biases = params[:n], params[n : 2 * n], params[2 * n :]
+        dtype = weights[0].dtype
+        zs = [x]  # the inputs of the Swishes, z_0 .. z_{J-1}
+        z = x.to(dtype)
+        for j in range(n):
+            a = _swish(z, betas[j])  # (2, N, w_j)
+            z = torch.baddbmm(biases[j], a, weights[j].transpose(1, 2))  # (2, N, w_{j+1})
+            if j < n - 1:
+                zs.append(z)
+        ctx.n = n
+        ctx.save_for_backward(*zs, *params)
+
+        return torch.add(x, z).div_(SQRT2)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        n = ctx.n
+        saved = ctx.saved_tensors
+        zs, params = saved[:n], saved[n:]
+        betas, weights = params[:n], params[n : 2 * n]
+        dtype = weights[0].dtype
+        x = zs[0]
+
+        grad_res = grad / SQRT2  # (2, N, D): d/dx of the skip and d/dz_J
+        grad_z = grad_res.to(dtype)
+        grad_betas, grad_weights, grad_biases = [None] * n, [None] * n, [None] * n
+        for j in reversed(range(n)):
+            z = zs[j].to(dtype)
+            a = _swish(z, betas[j])  # recomputed, (2, N, w_j)
+            grad_weights[j] = torch.bmm(grad_z.transpose(1, 2), a)  # (2, w_{j+1}, w_j)
+            grad_biases[j] = grad_z.sum(dim=1, keepdim=True)  # (2, 1, w_{j+1})
+            grad_a = torch.bmm(grad_z, weights[j])  # (2, N, w_j)
+            grad_z, grad_betas[j] = _swish_backward(grad_a, z, betas[j])
+            if j > 0:
+                grad_z = grad_z.to(dtype)
+
+        grad_x = grad_res + grad_z  # (2, N, D)
+        if x.dim() == 2:
+            grad_x = grad_x.sum(dim=0)  # both nets read the same x: (N, D)
+
+        return (grad_x.to(x.dtype), None, *grad_betas, *grad_weights, *grad_biases)
+
+
+def _residual_block(x: Tensor, block: PairedBlock) -> Tensor:
+    n = len(block.weights)
+    return ResidualBlock.apply(x, n, *block.betas, *block.weights, *block.biases)
+
+
+def _paired_nets(u: Tensor, blocks: Sequence[PairedBlock]) -> Tensor:
+    """The s- and t-nets' residual MLPs on the same input: u (N, D) -> h (2, N, D)."""
+    h = u
+    for block in blocks:
+        h = _residual_block(h, block)
+
+    return h
+
+
+# ----------------------------------------------------------------------------------------
+# The coupling
+
+
+def _s_and_t(
+    x: Tensor, layer: PairedLayer, keep: Tensor, update: Tensor, recompute: bool
+) -> tuple[Tensor, Tensor]:
+    """s = B tanh(sigma ResNet_s(A x)), t = B sigma' ResNet_t(A x), both (N, D), 0 on A."""
+    u = x * keep  # (N, D)
+    if recompute:
+        h = checkpoint(_paired_nets, u, layer.blocks, use_reentrant=False,
+                       preserve_rng_state=False)  # fmt: skip
+    else:
+        h = _paired_nets(u, layer.blocks)  # (2, N, D)
+    st = h * (layer.scale * update)  # (2, N, D), exactly zero on the kept half
+
+    return torch.tanh(st[0]), st[1]
+
+
+def coupling_forward(
+    coupling: RealNVPCoupling, x: Tensor, inverse: bool = False
+) -> tuple[Tensor, Tensor]:
+    """The coupling (or its inverse) on blocks x (N, D) -> (N, D), log|det| (N,).
+
+    Forward half-step:  y = x exp(s) + t,      log|det| = sum(s);
+    inverse half-step:  x = (y - t) exp(-s),   log|det| = -sum(s).
+    """
+    dtype = compute_dtype(x)
+    with torch.autocast(x.device.type, enabled=False):  # dtypes are explicit below
+        return _coupling(coupling, x, dtype, inverse)
+
+
+def _coupling(
+    coupling: RealNVPCoupling, x: Tensor, dtype: torch.dtype, inverse: bool
+) -> tuple[Tensor, Tensor]:
+    a, b = coupling.mask_left, coupling.mask_right
+    recompute = coupling.recompute and coupling.training and torch.is_grad_enabled()
+    layers = paired_layers(coupling, dtype)
+    steps = [(layer, keep, update) for layer in layers for keep, update in ((a, b), (b, a))]
+    logdet = x.new_zeros(x.shape[0])
+
+    for layer, keep, update in reversed(steps) if inverse else steps:
+        s, t = _s_and_t(x, layer, keep, update, recompute)
+        if inverse:
+            x = (x - t) * torch.exp(-s)
+            logdet = logdet - s.sum(dim=1)
+        else:
+            x = x * torch.exp(s) + t
+            logdet = logdet + s.sum(dim=1)
+
+    return x, logdet
