@@ -180,6 +180,7 @@ class RealNVPCoupling(nn.Module):
         self.register_buffer("mask_right", 1 - mask)  # B
         self.recompute = False  # gradient checkpointing of each s/t call while training
         self.fast = True  # the same function via rgflow.fast; False: the plain path below
+        self.recompute_swish = False  # fast path: keep pre-activations only, see rgflow.fast
 
     def _net(self, net: nn.Module, u: Tensor) -> Tensor:
         if self.recompute and self.training and torch.is_grad_enabled() and u.requires_grad:

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from .coupling import RealNVPCoupling
 
 __all__ = [
+    "RECOMPUTE",
     "PairedBlock",
     "PairedLayer",
     "ResidualBlock",
@@ -69,10 +70,23 @@ def set_fast(module: nn.Module, enabled: bool = True) -> nn.Module:
     return module
 
 
-def set_recompute(module: nn.Module, enabled: bool = True) -> nn.Module:
-    """Recompute each s/t evaluation in the backward pass (less memory, ~1.5x the matmuls)."""
+RECOMPUTE = ("none", "swish", "all")
+
+
+def set_recompute(module: nn.Module, mode: str | bool = "all") -> nn.Module:
+    """What every coupling of ``module`` recomputes in the backward pass while training.
+
+    ``"none"`` (or False): keep every activation; the fastest. ``"swish"``: the fast path
+    keeps only the pre-activations and recomputes the Swish (a third of the activation
+    memory, elementwise work only; the plain path ignores it). ``"all"`` (or True): gradient
+    checkpointing of each s/t evaluation, both paths (least memory, ~1.5x the matmuls).
+    """
+    mode = {True: "all", False: "none"}.get(mode, mode) if isinstance(mode, bool) else mode
+    if mode not in RECOMPUTE:
+        raise ValueError(f"recompute must be one of {RECOMPUTE} or a bool, got {mode!r}.")
     for coupling in _couplings(module):
-        coupling.recompute = enabled
+        coupling.recompute = mode == "all"
+        coupling.recompute_swish = mode == "swish"
 
     return module
 
@@ -171,28 +185,28 @@ def paired_layers(coupling: RealNVPCoupling, dtype: torch.dtype) -> list[PairedL
 # One residual block of the s- and t-nets, with a hand-written backward
 
 
-def _swish(z: Tensor, beta: Tensor) -> Tensor:
-    """a = z sigmoid(beta z), in z's dtype: z (2, N, w) or (N, w), beta (2, 1, w)."""
-    beta = beta.to(z.dtype)
-    a = torch.mul(z, beta).sigmoid_()  # (2, N, w)
-
-    return a.mul_(z)
-
-
-def _swish_backward(grad: Tensor, z: Tensor, beta: Tensor) -> tuple[Tensor, Tensor]:
-    """Gradients of a = z sigmoid(beta z) with respect to z and beta.
-
-    With sig = sigmoid(beta z):  da/dz = sig + beta z sig (1 - sig),  da/dbeta = z^2 sig (1 - sig).
-
-    Shapes: grad (2, N, w), z (2, N, w) or (N, w), beta (2, 1, w) -> (2, N, w), (2, 1, w).
-    """
+def _swish(z: Tensor, beta: Tensor) -> tuple[Tensor, Tensor]:
+    """sig = sigmoid(beta z) and a = z sig, in z's dtype: z (2, N, w) or (N, w), beta (2, 1, w)."""
     sig = torch.mul(z, beta.to(z.dtype)).sigmoid_()  # (2, N, w)
-    q = grad * sig  # grad sig
-    r = torch.addcmul(q, q, sig, value=-1)  # grad sig (1 - sig)
-    w = r.mul_(z)  # grad z sig (1 - sig)
-    grad_beta = (w * z).sum(dim=1, keepdim=True)  # (2, 1, w)
 
-    return q.addcmul_(w, beta.to(q.dtype)), grad_beta.to(beta.dtype)
+    return sig, sig * z
+
+
+def _swish_backward(
+    grad: Tensor, z: Tensor, sig: Tensor, beta: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Gradients of a = z sig, sig = sigmoid(beta z), with respect to z and beta.
+
+    da/dz = sig + beta m / grad,  da/dbeta = z m / grad,  with m = grad z sig (1 - sig).
+
+    Shapes: grad (2, N, w) (overwritten), z (2, N, w) or (N, w), sig (2, N, w), beta
+    (2, 1, w) -> (2, N, w), (2, 1, w).
+    """
+    m = torch.ops.aten.sigmoid_backward(grad * z, sig)  # grad z sig (1 - sig), one pass
+    grad_z = grad.mul_(sig).addcmul_(m, beta.to(m.dtype))  # grad sig + beta m
+    grad_beta = m.mul_(z).sum(dim=1, keepdim=True)  # (2, 1, w)
+
+    return grad_z, grad_beta.to(beta.dtype)
 
 
 class ResidualBlock(torch.autograd.Function):
@@ -201,47 +215,53 @@ class ResidualBlock(torch.autograd.Function):
     With z_0 = x:  a_j = z_j sigmoid(beta_j z_j),  z_{j+1} = a_j W_j^T + b_j  (j = 0 .. J-1).
 
     Shapes: x (N, D) for the first block (both nets see the same input) or (2, N, D); the
-    output is (2, N, D) in x's dtype; the hidden layers run in the weights' dtype. Saves x
-    and z_1 .. z_{J-1}; the backward recomputes the a_j.
+    output is (2, N, D) in x's dtype; the hidden layers run in the weights' dtype.
+
+    Saved for the backward: every z_j, sigmoid(beta_j z_j) and a_j; with ``lean`` only x and
+    z_1 .. z_{J-1}, and the backward recomputes the Swish (a third of the memory, a few
+    more elementwise passes, no extra matmul).
     """
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, n: int, *params: Tensor) -> Tensor:
+    def forward(ctx: Any, x: Tensor, lean: bool, *params: Tensor) -> Tensor:
+        n = len(params) // 3
         betas, weights, biases = params[:n], params[n : 2 * n], params[2 * n :]
-        dtype = weights[0].dtype
-        zs = [x]  # the inputs of the Swishes, z_0 .. z_{J-1}
-        z = x.to(dtype)
+        z = x.to(weights[0].dtype)
+        saved = [x] if lean else []
         for j in range(n):
-            a = _swish(z, betas[j])  # (2, N, w_j)
+            sig, a = _swish(z, betas[j])  # (2, N, w_j)
+            if not lean:
+                saved += [z, sig, a]
+            elif j > 0:
+                saved.append(z)
             z = torch.baddbmm(biases[j], a, weights[j].transpose(1, 2))  # (2, N, w_{j+1})
-            if j < n - 1:
-                zs.append(z)
-        ctx.n = n
-        ctx.save_for_backward(*zs, *params)
+        ctx.n, ctx.lean = n, lean
+        ctx.save_for_backward(*params, *saved)
 
         return torch.add(x, z).div_(SQRT2)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        n = ctx.n
-        saved = ctx.saved_tensors
-        zs, params = saved[:n], saved[n:]
+        n, lean = ctx.n, ctx.lean
+        tensors = ctx.saved_tensors  # unpack once (checkpointing allows no second unpack)
+        params, saved = tensors[: 3 * n], tensors[3 * n :]
         betas, weights = params[:n], params[n : 2 * n]
         dtype = weights[0].dtype
-        x = zs[0]
+        x = saved[0]
 
-        grad_res = grad / SQRT2  # (2, N, D): d/dx of the skip and d/dz_J
+        grad_res = grad / SQRT2  # (2, N, D): the skip's gradient, and dL/dz_J
         grad_z = grad_res.to(dtype)
         grad_betas, grad_weights, grad_biases = [None] * n, [None] * n, [None] * n
         for j in reversed(range(n)):
-            z = zs[j].to(dtype)
-            a = _swish(z, betas[j])  # recomputed, (2, N, w_j)
+            if lean:
+                z = saved[j].to(dtype)  # saved = (x, z_1, .., z_{J-1})
+                sig, a = _swish(z, betas[j])  # recomputed, (2, N, w_j)
+            else:
+                z, sig, a = saved[3 * j : 3 * j + 3]
             grad_weights[j] = torch.bmm(grad_z.transpose(1, 2), a)  # (2, w_{j+1}, w_j)
             grad_biases[j] = grad_z.sum(dim=1, keepdim=True)  # (2, 1, w_{j+1})
             grad_a = torch.bmm(grad_z, weights[j])  # (2, N, w_j)
-            grad_z, grad_betas[j] = _swish_backward(grad_a, z, betas[j])
-            if j > 0:
-                grad_z = grad_z.to(dtype)
+            grad_z, grad_betas[j] = _swish_backward(grad_a, z, sig, betas[j])
 
         grad_x = grad_res + grad_z  # (2, N, D)
         if x.dim() == 2:
@@ -250,16 +270,11 @@ class ResidualBlock(torch.autograd.Function):
         return (grad_x.to(x.dtype), None, *grad_betas, *grad_weights, *grad_biases)
 
 
-def _residual_block(x: Tensor, block: PairedBlock) -> Tensor:
-    n = len(block.weights)
-    return ResidualBlock.apply(x, n, *block.betas, *block.weights, *block.biases)
-
-
-def _paired_nets(u: Tensor, blocks: Sequence[PairedBlock]) -> Tensor:
+def _paired_nets(u: Tensor, blocks: Sequence[PairedBlock], lean: bool) -> Tensor:
     """The s- and t-nets' residual MLPs on the same input: u (N, D) -> h (2, N, D)."""
     h = u
     for block in blocks:
-        h = _residual_block(h, block)
+        h = ResidualBlock.apply(h, lean, *block.betas, *block.weights, *block.biases)
 
     return h
 
@@ -269,15 +284,16 @@ def _paired_nets(u: Tensor, blocks: Sequence[PairedBlock]) -> Tensor:
 
 
 def _s_and_t(
-    x: Tensor, layer: PairedLayer, keep: Tensor, update: Tensor, recompute: bool
+    x: Tensor, layer: PairedLayer, keep: Tensor, update: Tensor, recompute: str
 ) -> tuple[Tensor, Tensor]:
     """s = B tanh(sigma ResNet_s(A x)), t = B sigma' ResNet_t(A x), both (N, D), 0 on A."""
     u = x * keep  # (N, D)
-    if recompute:
-        h = checkpoint(_paired_nets, u, layer.blocks, use_reentrant=False,
+    lean = recompute == "swish"
+    if recompute == "all":
+        h = checkpoint(_paired_nets, u, layer.blocks, lean, use_reentrant=False,
                        preserve_rng_state=False)  # fmt: skip
     else:
-        h = _paired_nets(u, layer.blocks)  # (2, N, D)
+        h = _paired_nets(u, layer.blocks, lean)  # (2, N, D)
     st = h * (layer.scale * update)  # (2, N, D), exactly zero on the kept half
 
     return torch.tanh(st[0]), st[1]
@@ -300,7 +316,9 @@ def _coupling(
     coupling: RealNVPCoupling, x: Tensor, dtype: torch.dtype, inverse: bool
 ) -> tuple[Tensor, Tensor]:
     a, b = coupling.mask_left, coupling.mask_right
-    recompute = coupling.recompute and coupling.training and torch.is_grad_enabled()
+    recompute = "none"
+    if coupling.training and torch.is_grad_enabled():
+        recompute = "all" if coupling.recompute else coupling.recompute_swish and "swish"
     layers = paired_layers(coupling, dtype)
     steps = [(layer, keep, update) for layer in layers for keep, update in ((a, b), (b, a))]
     logdet = x.new_zeros(x.shape[0])
@@ -311,7 +329,7 @@ def _coupling(
             x = (x - t) * torch.exp(-s)
             logdet = logdet - s.sum(dim=1)
         else:
-            x = x * torch.exp(s) + t
+            x = x * torch.exp(s) + t  # = A x + B (x exp(s) + t), s = t = 0 on A
             logdet = logdet + s.sum(dim=1)
 
     return x, logdet

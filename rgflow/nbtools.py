@@ -1,0 +1,124 @@
+"""Small helpers the figure notebooks share: parameters, models by name, loud checks.
+
+Every notebook starts with a papermill ``parameters`` cell::
+
+    profile = "smoke"      # "smoke": two CPU cores, shipped models; "paper": the paper's run
+    dataset = "msds1"      # which data the model was trained on
+    prior = "laplace"      # "laplace" or "gaussian"
+    checkpoint = None      # a checkpoint path or shipped model name; None: the shipped one
+    device = "cpu"
+    seed = 0
+    out_dir = "../figures"
+
+and then calls :func:`check_parameters` and :func:`load_flow`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoints import load_model, shipped_models
+from .model import RGFlow
+
+__all__ = ["Profile", "PROFILES", "check_parameters", "load_flow", "check", "seed_everything"]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How much work a notebook does: sample counts and optimisation lengths."""
+
+    name: str
+    rf_samples: int  # prior samples per receptive-field expectation
+    strength_samples: int  # prior samples for the strength of every latent
+    images: int  # test images for statistics and probes
+    inpaint_steps: int
+    grid: int  # samples in a figure grid
+
+
+PROFILES = {
+    "smoke": Profile("smoke", rf_samples=16, strength_samples=4, images=1000,
+                     inpaint_steps=150, grid=16),
+    "paper": Profile("paper", rf_samples=256, strength_samples=64, images=10000,
+                     inpaint_steps=1000, grid=16),
+}
+
+PRIORS = ("laplace", "gaussian")
+
+
+def check_parameters(
+    profile: str,
+    prior: str | None = None,
+    device: str | None = None,
+    seed: int | None = None,
+    dataset: str | None = None,
+) -> Profile:
+    """Validate a notebook's parameters; raise a ValueError that names the bad one."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {profile!r}.")
+    if prior is not None and prior not in PRIORS:
+        raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}.")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
+    if device is not None:
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"device must be like 'cpu' or 'cuda:0', got {device!r}.") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} asked for, but CUDA is not available here.")
+    if dataset is not None:
+        from .data import DATASETS
+
+        if dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got {dataset!r}.")
+
+    return PROFILES[profile]
+
+
+def load_flow(
+    dataset: str, prior: str = "laplace", checkpoint: str | os.PathLike | None = None,
+    device: str = "cpu",
+) -> tuple[RGFlow, str]:
+    """The model a notebook shows: ``checkpoint`` if given, else the shipped one.
+
+    Returns:
+        The model (eval mode, on ``device``) and a short description of where it came from.
+    """
+    if checkpoint is not None:
+        model = load_model(checkpoint, device=device)
+        return model, str(checkpoint)
+    name = f"{dataset}-{prior}"
+    if name not in shipped_models():
+        raise ValueError(
+            f"no shipped model {name!r} (shipped: {sorted(shipped_models())}); train one with "
+            f"`python -m rgflow train --data {dataset} --prior {prior} --out runs/{name}` and "
+            f"pass checkpoint='runs/{name}/checkpoint.pt'."
+        )
+
+    return load_model(name, device=device), name
+
+
+def check(condition: bool, message: str) -> None:
+    """Fail loudly (AssertionError, which stops papermill and nbval) when a result is off."""
+    if not condition:
+        raise AssertionError(f"CHECK FAILED: {message}")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed torch and numpy; return a torch generator seeded the same way."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+    return torch.Generator().manual_seed(seed)
+
+
+def figure_dir(out_dir: str | os.PathLike) -> Path:
+    path = Path(out_dir)
+    path.mkdir(parents=True, exist_ok=True)
+
+    return path
