@@ -47,6 +47,8 @@ __all__ = [
     "inpaint",
     "latents_by_level",
     "correlation_matrix",
+    "cross_correlation",
+    "angle_features",
     "offdiagonal_abs_corr",
     "ridge_probe",
 ]
@@ -507,6 +509,16 @@ def correlation_matrix(x: Tensor) -> Tensor:
     x = x / x.norm(dim=0).clamp_min(1e-12)
 
     return x.T @ x
+
+
+def cross_correlation(x: Tensor, y: Tensor) -> Tensor:
+    """Pearson correlations between the columns of x (N, K) and of y (N, T) -> (K, T)."""
+    x = x.double() - x.double().mean(dim=0)
+    y = y.double() - y.double().mean(dim=0)
+    x = x / x.norm(dim=0).clamp_min(1e-12)
+    y = y / y.norm(dim=0).clamp_min(1e-12)
+
+    return x.T @ y
 
 
 def offdiagonal_abs_corr(x: Tensor) -> float:

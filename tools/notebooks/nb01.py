@@ -1,4 +1,5 @@
 import sys
+
 sys.path.insert(0, "tools")
 from nbbuild import code, md, write
 
@@ -136,8 +137,8 @@ carry the small scales; generation rebuilds the field exactly from the coarsest 
 residuals, and fresh residuals give a new field with the same large-scale layout. The block
 edges stay visible in the generated field: fixed, non-overlapping blocks cannot blend
 neighbouring regions, which is the job of RG-Flow's disentanglers (blocks shifted by half a
-block). RG-Flow replaces block averaging by learned, invertible disentanglers and decimators (Fig. 2), and the
-residuals by latents with a sparse prior.
+block). RG-Flow replaces block averaging by learned, invertible disentanglers and decimators
+(Fig. 2), and the residuals by latents with a sparse prior.
 '''),
 ]
 write("notebooks/01_rg_idea.ipynb", cells)

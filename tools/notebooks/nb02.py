@@ -1,4 +1,5 @@
 import sys
+
 sys.path.insert(0, "tools")
 from nbbuild import code, md, write
 
