@@ -41,7 +41,11 @@ __all__ = [
     "traverse",
     "mix_levels",
     "mixing_series",
+    "scale_split",
+    "mixing_shares",
     "mixed_temperature",
+    "detail_energy",
+    "coarse_diversity",
     "sample_images",
     "InpaintResult",
     "inpaint",
@@ -119,9 +123,7 @@ def _generator_in_pixels(model: RGFlow):
     return g
 
 
-def _prior_samples(
-    model: RGFlow, n: int, temperature: float, seed: int
-) -> Tensor:
+def _prior_samples(model: RGFlow, n: int, temperature: float, seed: int) -> Tensor:
     g = torch.Generator(device=model.level_map.device).manual_seed(seed)
 
     return model.sample_latents(n, temperature, generator=g)
@@ -362,8 +364,71 @@ def mixing_series(model: RGFlow, z_a: Tensor, z_b: Tensor) -> Tensor:
     return torch.stack([model.decode_float(mix_levels(model, z_a, z_b, h)) for h in cuts])
 
 
-def mixed_temperature(model: RGFlow, high: float = 0.8, low: float = 0.2, cutoff: int = 1
-                      ) -> tuple[float, ...]:
+def scale_split(images: Tensor, factor: int) -> tuple[Tensor, Tensor]:
+    """Split images (B, C, L, L) into coarse structure and detail at one scale.
+
+    coarse = the images averaged over factor x factor tiles, shape (B, C, L/f, L/f);
+    detail = images - coarse upsampled back to (B, C, L, L) (nearest), what the tiles hide.
+    """
+    coarse = torch.nn.functional.avg_pool2d(images, factor)  # (B, C, L/f, L/f)
+    up = coarse.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
+
+    return coarse, images - up  # (B, C, L/f, L/f), (B, C, L, L)
+
+
+def _share(mix: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """Per image: d(mix, b) / (d(mix, a) + d(mix, b)) with d the mean squared distance.
+
+    1 means mix is a, 0 means mix is b, 0.5 means halfway.
+    """
+    d_a = (mix - a).pow(2).flatten(1).mean(1)
+    d_b = (mix - b).pow(2).flatten(1).mean(1)
+
+    return d_b / (d_a + d_b).clamp_min(1e-12)
+
+
+def mixing_shares(series: Tensor, factor: int) -> tuple[Tensor, Tensor]:
+    """How much of each source a level mix keeps, at one scale, for every cut.
+
+    series: images (H + 1, B, C, L, L) from :func:`mixing_series`, where cut 0 is image A and
+    cut H is image B. For every cut h, the coarse share of A is ``_share`` of the tile means
+    (factor x factor) and the detail share of B is ``1 - _share`` of the residual details.
+    Returns two (H + 1,) tensors averaged over the batch: coarse-from-A and detail-from-B.
+    """
+    a, b = series[0], series[-1]
+    coarse_a, detail_a = scale_split(a, factor)
+    coarse_b, detail_b = scale_split(b, factor)
+    coarse_share, detail_share = [], []
+    for mix in series:
+        coarse, detail = scale_split(mix, factor)
+        coarse_share.append(_share(coarse, coarse_a, coarse_b).mean())
+        detail_share.append(1 - _share(detail, detail_a, detail_b).mean())
+
+    return torch.stack(coarse_share), torch.stack(detail_share)
+
+
+def detail_energy(images: Tensor) -> Tensor:
+    """Mean squared difference of neighbouring pixels per image, (B, C, L, L) -> (B,).
+
+    A high-frequency energy: large for noisy or finely textured images, small for smooth ones.
+    """
+    dx = images[..., :, 1:] - images[..., :, :-1]
+    dy = images[..., 1:, :] - images[..., :-1, :]
+
+    return 0.5 * (dx.pow(2).flatten(1).mean(1) + dy.pow(2).flatten(1).mean(1))
+
+
+def coarse_diversity(images: Tensor, factor: int) -> float:
+    """Spread of the coarse structure across a batch: the mean over tiles and channels of
+    the standard deviation across images of the factor x factor tile means."""
+    coarse, _ = scale_split(images, factor)  # (B, C, L/f, L/f)
+
+    return float(coarse.std(dim=0).mean())
+
+
+def mixed_temperature(
+    model: RGFlow, high: float = 0.8, low: float = 0.2, cutoff: int = 1
+) -> tuple[float, ...]:
     """Per-level temperatures of Appendix B: T_high on levels >= lambda, T_low below."""
     return tuple(high if h >= cutoff else low for h in range(model.lattice.n_levels))
 
@@ -442,15 +507,17 @@ def inpaint(
 
     # 2. which latents are free
     if method == "cone":
-        sites = torch.as_tensor(model.lattice.latents_of_region(hole.cpu().numpy()),
-                                device=hole.device)
+        sites = torch.as_tensor(
+            model.lattice.latents_of_region(hole.cpu().numpy()), device=hole.device
+        )
     else:
         sites = torch.ones_like(hole)
     free = sites[None, None].expand_as(z0)
     if init == "prior-mean":
         z0 = torch.where(free, torch.zeros_like(z0), z0)
-    delta = torch.zeros(int(free.sum() // len(z0)) * len(z0), dtype=z0.dtype,
-                        device=z0.device, requires_grad=True)
+    delta = torch.zeros(
+        int(free.sum() // len(z0)) * len(z0), dtype=z0.dtype, device=z0.device, requires_grad=True
+    )
     with torch.no_grad():
         delta += z0[free]
 
