@@ -182,31 +182,68 @@ def paired_layers(coupling: RealNVPCoupling, dtype: torch.dtype) -> list[PairedL
 
 
 # ----------------------------------------------------------------------------------------
-# One residual block of the s- and t-nets, with a hand-written backward
+# One residual block of the s- and t-nets, tiled over rows, with a hand-written backward
+
+CHUNK_BYTES = 1 << 20  # rows per tile: about this many bytes of a (2, rows, widest) tensor
+
+
+def _row_tiles(rows: int, widest: int, dtype: torch.dtype) -> list[slice]:
+    """Consecutive row ranges whose (2, rows, widest) activations fit in ``CHUNK_BYTES``.
+
+    The elementwise work of a tile (Swish and its derivative) runs while the tile is still
+    in the cache that the matmul producing it left it in; a whole (2, N, 512) tensor is not.
+    """
+    size = max(1, CHUNK_BYTES // (2 * widest * torch.finfo(dtype).bits // 8))
+
+    return [slice(start, min(start + size, rows)) for start in range(0, rows, size)]
 
 
 def _swish(z: Tensor, beta: Tensor) -> tuple[Tensor, Tensor]:
-    """sig = sigmoid(beta z) and a = z sig, in z's dtype: z (2, N, w) or (N, w), beta (2, 1, w)."""
-    sig = torch.mul(z, beta.to(z.dtype)).sigmoid_()  # (2, N, w)
+    """sig = sigmoid(beta z) and a = z sig, in z's dtype: z (2, n, w) or (n, w), beta (2, 1, w)."""
+    sig = torch.mul(z, beta.to(z.dtype)).sigmoid_()  # (2, n, w)
 
     return sig, sig * z
 
 
-def _swish_backward(
-    grad: Tensor, z: Tensor, sig: Tensor, beta: Tensor
-) -> tuple[Tensor, Tensor]:
+def _swish_backward(grad: Tensor, z: Tensor, sig: Tensor, beta: Tensor) -> tuple[Tensor, Tensor]:
     """Gradients of a = z sig, sig = sigmoid(beta z), with respect to z and beta.
 
     da/dz = sig + beta m / grad,  da/dbeta = z m / grad,  with m = grad z sig (1 - sig).
 
-    Shapes: grad (2, N, w) (overwritten), z (2, N, w) or (N, w), sig (2, N, w), beta
-    (2, 1, w) -> (2, N, w), (2, 1, w).
+    Shapes: grad (2, n, w) (overwritten), z (2, n, w) or (n, w), sig (2, n, w), beta
+    (2, 1, w) -> (2, n, w), (2, 1, w) in beta's dtype.
     """
     m = torch.ops.aten.sigmoid_backward(grad * z, sig)  # grad z sig (1 - sig), one pass
     grad_z = grad.mul_(sig).addcmul_(m, beta.to(m.dtype))  # grad sig + beta m
-    grad_beta = m.mul_(z).sum(dim=1, keepdim=True)  # (2, 1, w)
+    grad_beta = m.mul_(z).sum(dim=1, keepdim=True, dtype=beta.dtype)  # (2, 1, w)
 
-    return grad_z, grad_beta.to(beta.dtype)
+    return grad_z, grad_beta
+
+
+def _unpack(params: Sequence[Tensor]) -> tuple[Sequence[Tensor], ...]:
+    """(betas, weights, biases) from the flat parameter list of a block."""
+    n = len(params) // 3
+
+    return params[:n], params[n : 2 * n], params[2 * n :]
+
+
+def residual_block(x: Tensor, *params: Tensor) -> Tensor:
+    """The residual block without a graph (inference): same function as ResidualBlock.
+
+    Each row tile runs through all J linears before the next tile starts, so the hidden
+    activations never leave the cache. Shapes as in :class:`ResidualBlock`.
+    """
+    betas, weights, biases = _unpack(params)
+    dtype = weights[0].dtype
+    out = x.new_empty(2, *x.shape[-2:])  # (2, N, D)
+    for tile in _row_tiles(x.shape[-2], max(w.shape[1] for w in weights), dtype):
+        z = x[..., tile, :].to(dtype)  # (2, n, D) or (n, D)
+        for beta, weight, bias in zip(betas, weights, biases):
+            a = _swish(z, beta)[1]  # (2, n, w_j)
+            z = torch.baddbmm(bias, a, weight.transpose(1, 2))  # (2, n, w_{j+1})
+        torch.add(x[..., tile, :], z, out=out[:, tile]).div_(SQRT2)
+
+    return out
 
 
 class ResidualBlock(torch.autograd.Function):
@@ -217,51 +254,69 @@ class ResidualBlock(torch.autograd.Function):
     Shapes: x (N, D) for the first block (both nets see the same input) or (2, N, D); the
     output is (2, N, D) in x's dtype; the hidden layers run in the weights' dtype.
 
-    Saved for the backward: every z_j, sigmoid(beta_j z_j) and a_j; with ``lean`` only x and
-    z_1 .. z_{J-1}, and the backward recomputes the Swish (a third of the memory, a few
-    more elementwise passes, no extra matmul).
+    The rows are processed in tiles (:func:`_row_tiles`) for every elementwise operation,
+    while the matmuls that reduce over rows (dL/dW_j = dL/dz_{j+1}^T a_j) run once on all
+    N rows. Saved for the backward: x, the pre-activations z_1 .. z_{J-1} and, unless
+    ``lean``, the activations a_0 .. a_{J-1}; sigmoid(beta z) is recomputed tile by tile
+    in the backward (cheaper than writing and reading it back). With ``lean`` the a_j are
+    recomputed too (about half the memory, no extra matmul).
     """
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, lean: bool, *params: Tensor) -> Tensor:
-        n = len(params) // 3
-        betas, weights, biases = params[:n], params[n : 2 * n], params[2 * n :]
-        z = x.to(weights[0].dtype)
-        saved = [x] if lean else []
-        for j in range(n):
-            sig, a = _swish(z, betas[j])  # (2, N, w_j)
-            if not lean:
-                saved += [z, sig, a]
-            elif j > 0:
-                saved.append(z)
-            z = torch.baddbmm(biases[j], a, weights[j].transpose(1, 2))  # (2, N, w_{j+1})
-        ctx.n, ctx.lean = n, lean
-        ctx.save_for_backward(*params, *saved)
+        betas, weights, biases = _unpack(params)
+        dtype, rows, n = weights[0].dtype, x.shape[-2], len(weights)
+        widths = [w.shape[2] for w in weights]  # w_0 .. w_{J-1}, the inputs of the linears
+        hidden = [x.new_empty(2, rows, w, dtype=dtype) for w in widths[1:]]  # z_1 .. z_{J-1}
+        acts = [] if lean else [x.new_empty(2, rows, w, dtype=dtype) for w in widths]
+        out = x.new_empty(2, *x.shape[-2:])  # (2, N, D)
 
-        return torch.add(x, z).div_(SQRT2)
+        for tile in _row_tiles(rows, max(w.shape[1] for w in weights), dtype):
+            z = x[..., tile, :].to(dtype)  # (2, n, D) or (n, D)
+            for j in range(n):
+                sig = torch.mul(z, betas[j].to(dtype)).sigmoid_()  # (2, n, w_j)
+                a = torch.mul(sig, z, out=acts[j][:, tile]) if acts else sig.mul_(z)
+                w_t = weights[j].transpose(1, 2)
+                if j < n - 1:
+                    z = torch.baddbmm(biases[j], a, w_t, out=hidden[j][:, tile])
+                else:
+                    z = torch.baddbmm(biases[j], a, w_t)  # (2, n, D)
+            torch.add(x[..., tile, :], z, out=out[:, tile]).div_(SQRT2)
+
+        ctx.n, ctx.lean = n, lean
+        ctx.save_for_backward(*params, x, *hidden, *acts)
+
+        return out
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         n, lean = ctx.n, ctx.lean
         tensors = ctx.saved_tensors  # unpack once (checkpointing allows no second unpack)
-        params, saved = tensors[: 3 * n], tensors[3 * n :]
-        betas, weights = params[:n], params[n : 2 * n]
-        dtype = weights[0].dtype
-        x = saved[0]
+        params, x = tensors[: 3 * n], tensors[3 * n]
+        hidden = tensors[3 * n + 1 : 4 * n]  # z_1 .. z_{J-1}
+        acts = list(tensors[4 * n :])  # a_0 .. a_{J-1}, or none
+        betas, weights, _ = _unpack(params)
+        dtype, rows = weights[0].dtype, x.shape[-2]
+        tiles = _row_tiles(rows, max(w.shape[1] for w in weights), dtype)
 
         grad_res = grad / SQRT2  # (2, N, D): the skip's gradient, and dL/dz_J
         grad_z = grad_res.to(dtype)
         grad_betas, grad_weights, grad_biases = [None] * n, [None] * n, [None] * n
         for j in reversed(range(n)):
-            if lean:
-                z = saved[j].to(dtype)  # saved = (x, z_1, .., z_{J-1})
-                sig, a = _swish(z, betas[j])  # recomputed, (2, N, w_j)
-            else:
-                z, sig, a = saved[3 * j : 3 * j + 3]
-            grad_weights[j] = torch.bmm(grad_z.transpose(1, 2), a)  # (2, w_{j+1}, w_j)
+            z_all = x if j == 0 else hidden[j - 1]  # (2, N, w_j) or (N, w_j)
+            a_all = x.new_empty(2, rows, z_all.shape[-1], dtype=dtype) if lean else acts[j]
+            grad_in = x.new_empty(2, rows, z_all.shape[-1], dtype=dtype)  # dL/dz_j
+            grad_beta = betas[j].new_zeros(betas[j].shape)  # (2, 1, w_j)
+            for tile in tiles:
+                z = z_all[..., tile, :].to(dtype)  # (2, n, w_j) or (n, w_j)
+                sig = torch.mul(z, betas[j].to(dtype)).sigmoid_()  # recomputed, (2, n, w_j)
+                if lean:
+                    torch.mul(sig, z, out=a_all[:, tile])
+                grad_a = torch.bmm(grad_z[:, tile], weights[j], out=grad_in[:, tile])
+                grad_beta += _swish_backward(grad_a, z, sig, betas[j])[1]  # grad_a -> dL/dz_j
+            grad_weights[j] = torch.bmm(grad_z.transpose(1, 2), a_all)  # (2, w_{j+1}, w_j)
             grad_biases[j] = grad_z.sum(dim=1, keepdim=True)  # (2, 1, w_{j+1})
-            grad_a = torch.bmm(grad_z, weights[j])  # (2, N, w_j)
-            grad_z, grad_betas[j] = _swish_backward(grad_a, z, sig, betas[j])
+            grad_betas[j], grad_z = grad_beta, grad_in
 
         grad_x = grad_res + grad_z  # (2, N, D)
         if x.dim() == 2:
@@ -274,7 +329,11 @@ def _paired_nets(u: Tensor, blocks: Sequence[PairedBlock], lean: bool) -> Tensor
     """The s- and t-nets' residual MLPs on the same input: u (N, D) -> h (2, N, D)."""
     h = u
     for block in blocks:
-        h = ResidualBlock.apply(h, lean, *block.betas, *block.weights, *block.biases)
+        params = (*block.betas, *block.weights, *block.biases)
+        if torch.is_grad_enabled():
+            h = ResidualBlock.apply(h, lean, *params)
+        else:
+            h = residual_block(h, *params)
 
     return h
 

@@ -1,0 +1,333 @@
+"""Training-step and sampling throughput of RG-Flow presets, with FLOP accounting.
+
+Run by hand (not a test), ideally on an otherwise idle machine:
+
+    .venv/bin/python benchmarks/train_step.py --preset tiny small celeba32 --path plain fast
+    .venv/bin/python benchmarks/train_step.py --preset small --path fast --precision bfloat16
+
+Every (preset, path, precision) runs in a fresh subprocess, so that its peak resident memory
+is its own. One training step is what ``rgflow.train`` does per batch: dequantise and logit-
+transform uint8 images, log p(y) (under bfloat16 autocast if asked), loss = -mean log p / D,
+backward, clip the global gradient norm to 1, AdamW.
+
+FLOPs are counted analytically from the architecture, matmuls only (the Swish, masks and
+optimizer are O(parameters + activations), well under 1% of the total):
+
+    forward   = sum over RG layers l, s/t-net evaluations and linears (w_in -> w_out) of
+                2 N_l w_in w_out,   N_l = B * (blocks of layer l)
+    backward  = 2 x forward (dL/d input and dL/d weight, one matmul each)
+    step      = 3 x forward; gradient checkpointing (--recompute all) executes one more
+                forward, which is not counted as useful work.
+
+``--count-flops`` cross-checks the count with ``torch.utils.flop_counter.FlopCounterMode``
+on one step (which counts what actually executes, recomputation included).
+
+The matmul reference is a bare ``torch.mm`` of every (M, K) @ (K, N) shape that the step
+performs (forward, dL/dx and dL/dW of every linear), timed in the same process with the
+same threads and dtype, weighted by how often the step performs it. Fraction of matmul
+rate = achieved useful FLOP/s / (step FLOPs / total bare-matmul time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+from rgflow.fast import set_fast, set_recompute
+from rgflow.lattice import RGLattice
+from rgflow.model import PRESETS, RGFlow, RGFlowConfig
+from rgflow.preprocess import dequantize, logit_transform
+
+# The authors' implementation on 2 CPU cores, batch 64, 32 x 32 x 3 (seconds per step).
+REFERENCE_SECONDS = {"celeba32": 19.2, "small": 0.89, "tiny": 0.54}
+REFERENCE_BATCH = 64
+
+Shape = tuple[int, int, int]  # (M, K, N) of an (M, K) @ (K, N) matmul
+
+
+# ----------------------------------------------------------------------------------------
+# FLOP accounting
+
+
+def forward_matmuls(config: RGFlowConfig, batch: int) -> Counter[Shape]:
+    """The matmuls of one forward pass, as {(M, K, N): count}.
+
+    Every RG layer l runs n_layers subnet layers x 2 half-steps x 2 nets (s, t) x
+    n_resblocks residual blocks, each a chain of linears over the widths
+    [D, hidden * n_mlp, D] with D = C m^2, on M = B * blocks(l) rows.
+    """
+    lattice = RGLattice(config.image_size, config.kernel)
+    features = config.channels * config.kernel**2
+    shapes: Counter[Shape] = Counter()
+    for layer in range(lattice.n_layers):
+        h = lattice.layer_level(layer)
+        rows = batch * lattice.block_indices(layer).shape[0]
+        hidden, n_mlp = config.per_level("n_hidden")[h], config.per_level("n_mlp")[h]
+        widths = [features] + [hidden] * n_mlp + [features]
+        calls = config.per_level("n_layers")[h] * 2 * 2 * config.per_level("n_resblocks")[h]
+        for w_in, w_out in zip(widths[:-1], widths[1:]):
+            shapes[(rows, w_in, w_out)] += calls
+
+    return shapes
+
+
+def step_matmuls(config: RGFlowConfig, batch: int) -> Counter[Shape]:
+    """Forward, dL/dx = dL/dy W and dL/dW = dL/dy^T x for every forward matmul."""
+    shapes: Counter[Shape] = Counter()
+    for (m, k, n), count in forward_matmuls(config, batch).items():
+        shapes[(m, k, n)] += count  # y = x W^T
+        shapes[(m, n, k)] += count  # dL/dx
+        shapes[(n, m, k)] += count  # dL/dW
+
+    return shapes
+
+
+def flops(shapes: Counter[Shape]) -> int:
+    """2 M K N per matmul."""
+    return sum(2 * m * k * n * count for (m, k, n), count in shapes.items())
+
+
+def matmul_seconds(shape: Shape, dtype: torch.dtype, min_seconds: float = 0.2) -> float:
+    """Median time of one bare torch.mm of this shape (contiguous operands)."""
+    m, k, n = shape
+    a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
+    torch.mm(a, b)
+    reps = max(3, int(min_seconds / max(_time_once(lambda: torch.mm(a, b)), 1e-6)))
+    times = [_time_once(lambda: torch.mm(a, b)) for _ in range(min(reps, 200))]
+
+    return sorted(times)[len(times) // 2]
+
+
+def _time_once(fn) -> float:
+    start = time.perf_counter()
+    fn()
+
+    return time.perf_counter() - start
+
+
+# ----------------------------------------------------------------------------------------
+# One configuration (runs in a child process)
+
+
+def _perturb_(model: RGFlow, seed: int = 0) -> None:
+    """Small non-zero output scales, so every coupling really transforms its input."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("scale.scale"):
+                p.copy_(0.01 * torch.randn(p.shape, generator=g))
+
+
+def _train_step(model, optimizer, pixels, noise, precision: str) -> float:
+    """The step of rgflow.train: preprocess, log_prob, backward, clip, AdamW."""
+    x = dequantize(pixels, noise)
+    y, logdet_logit = logit_transform(x)
+    dtype = torch.bfloat16 if precision == "bfloat16" else None
+    with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+        log_p = model.log_prob(y)
+    loss = -(log_p.float() + logdet_logit).mean() / model.config.dims
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+
+    return loss.item()
+
+
+def run_one(args: argparse.Namespace) -> dict:
+    torch.set_num_threads(args.threads)
+    preset = PRESETS[args.preset]
+    torch.manual_seed(0)
+    model = RGFlow(preset.config)
+    _perturb_(model)
+    set_fast(model, args.path != "plain")
+    set_recompute(model, args.recompute)
+    optimizer = torch.optim.AdamW(
+        model.parameters(),
+        lr=1e-3,
+        weight_decay=preset.weight_decay,
+        **{"fused": {"fused": True}, "foreach": {"foreach": True}, "for-loop": {}}[args.optimizer],
+    )
+    if args.compile:
+        model.log_prob = torch.compile(model.log_prob)
+    pixels = torch.randint(0, 256, (args.batch_size, 3, 32, 32), dtype=torch.uint8)
+    noise = torch.Generator().manual_seed(1)
+    rss_before = _peak_rss_mib()
+
+    # 1. training steps
+    model.train()
+    for _ in range(args.warmup):
+        _train_step(model, optimizer, pixels, noise, args.precision)
+    times = []
+    for _ in range(args.steps):
+        start = time.perf_counter()
+        loss = _train_step(model, optimizer, pixels, noise, args.precision)
+        times.append(time.perf_counter() - start)
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"non-finite loss {loss}")
+    step_seconds = sorted(times)[len(times) // 2]
+    peak_train = _peak_rss_mib()
+
+    # 2. FLOPs and the bare matmul rate of the same shapes
+    shapes = step_matmuls(preset.config, args.batch_size)
+    useful = flops(shapes)
+    mm_dtype = torch.bfloat16 if args.precision == "bfloat16" else torch.float32
+    mm_seconds = sum(count * matmul_seconds(s, mm_dtype) for s, count in shapes.items())
+    counted = None
+    if args.count_flops:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        with FlopCounterMode(display=False) as counter:
+            _train_step(model, optimizer, pixels, noise, args.precision)
+        counted = counter.get_total_flops()
+    reference_shape = (4096, 512, 512)
+    ref_rate = flops(Counter({reference_shape: 1})) / matmul_seconds(reference_shape, mm_dtype)
+
+    # 3. sampling (generation direction, no graph)
+    model.eval()
+    dtype = torch.bfloat16 if args.precision == "bfloat16" else None
+    with torch.no_grad(), torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+        g = torch.Generator().manual_seed(0)
+        model.sample(args.batch_size, generator=g)
+        start = time.perf_counter()
+        for _ in range(args.sample_reps):
+            model.sample(args.batch_size, generator=g)
+        sample_seconds = (time.perf_counter() - start) / args.sample_reps
+
+    reference = REFERENCE_SECONDS.get(args.preset) if args.batch_size == REFERENCE_BATCH else None
+
+    return {
+        "preset": args.preset,
+        "path": args.path,
+        "precision": args.precision,
+        "recompute": args.recompute,
+        "optimizer": args.optimizer,
+        "compile": args.compile,
+        "batch": args.batch_size,
+        "threads": torch.get_num_threads(),
+        "parameters": model.num_parameters(),
+        "step_s": step_seconds,
+        "step_s_all": [round(t, 4) for t in times],
+        "images_per_s": args.batch_size / step_seconds,
+        "vs_reference": reference / step_seconds if reference else None,
+        "useful_gflop": useful / 1e9,
+        "counted_gflop": counted / 1e9 if counted is not None else None,
+        "gflop_per_s": useful / step_seconds / 1e9,
+        "matmul_gflop_per_s": useful / mm_seconds / 1e9,
+        "fraction_of_matmul": mm_seconds / step_seconds,
+        "mm_4096x512x512_gflop_per_s": ref_rate / 1e9,
+        "rss_before_mib": rss_before,
+        "peak_rss_mib": peak_train,
+        "sample_images_per_s": args.batch_size / sample_seconds,
+    }
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+# ----------------------------------------------------------------------------------------
+# Driver
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", nargs="+", default=["tiny", "small"], choices=sorted(PRESETS))
+    p.add_argument("--path", nargs="+", default=["plain", "fast"], choices=["plain", "fast"])
+    p.add_argument("--precision", nargs="+", default=["float32"], choices=["float32", "bfloat16"])
+    p.add_argument("--batch-size", type=int, default=REFERENCE_BATCH)
+    p.add_argument("--recompute", default="none", choices=["none", "swish", "all"])
+    p.add_argument("--optimizer", default="fused", choices=["fused", "foreach", "for-loop"])
+    p.add_argument("--compile", action="store_true", help="torch.compile(model.log_prob)")
+    p.add_argument("--steps", type=int, default=5, help="timed steps (the median is shown)")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--sample-reps", type=int, default=3)
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--count-flops", action="store_true", help="also run FlopCounterMode")
+    p.add_argument("--json", type=Path, help="append one JSON line per configuration here")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+
+    return p
+
+
+def _table(rows: list[dict]) -> str:
+    head = (
+        "| preset | path | precision | batch | s/step | images/s | vs reference | GFLOP/step "
+        "| GFLOP/s | matmul GFLOP/s | fraction | peak RSS MiB | sample images/s |"
+    )
+    lines = [head, "|" + "|".join("---" for _ in range(head.count("|") - 1)) + "|"]
+    for r in rows:
+        ratio = f"{r['vs_reference']:.2f}x" if r["vs_reference"] else "-"
+        lines.append(
+            f"| {r['preset']} | {r['path']} | {r['precision']} | {r['batch']} "
+            f"| {r['step_s']:.3f} | {r['images_per_s']:.1f} | {ratio} "
+            f"| {r['useful_gflop']:.1f} | {r['gflop_per_s']:.0f} "
+            f"| {r['matmul_gflop_per_s']:.0f} | {r['fraction_of_matmul']:.2f} "
+            f"| {r['peak_rss_mib']:.0f} | {r['sample_images_per_s']:.1f} |"
+        )
+
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    if args.child:  # one configuration: the lists hold one value each
+        args.preset, args.path, args.precision = args.preset[0], args.path[0], args.precision[0]
+        print(json.dumps(run_one(args)))
+        return
+
+    rows = []
+    for preset in args.preset:
+        for path in args.path:
+            for precision in args.precision:
+                argv_child = [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    "--preset",
+                    preset,
+                    "--path",
+                    path,
+                    "--precision",
+                    precision,
+                    "--batch-size",
+                    str(args.batch_size),
+                    "--recompute",
+                    args.recompute,
+                    "--optimizer",
+                    args.optimizer,
+                    "--steps",
+                    str(args.steps),
+                    "--warmup",
+                    str(args.warmup),
+                    "--sample-reps",
+                    str(args.sample_reps),
+                    "--threads",
+                    str(args.threads),
+                ]
+                argv_child += ["--compile"] * args.compile + ["--count-flops"] * args.count_flops
+                done = subprocess.run(argv_child, capture_output=True, text=True)
+                if done.returncode != 0:
+                    print(f"{preset} {path} {precision}: failed\n{done.stderr}", file=sys.stderr)
+                    continue
+                row = json.loads(done.stdout.strip().splitlines()[-1])
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+                if args.json:
+                    with open(args.json, "a") as f:
+                        f.write(json.dumps(row) + "\n")
+    print(_table(rows))
+
+
+if __name__ == "__main__":
+    main()
