@@ -168,7 +168,12 @@ def _parse(path: Path, state: Any) -> Checkpoint:
             f"state_dict can be loaded with RGFlow.load_state_dict after building the model."
         )
     version = state.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CheckpointError(
+            f"{path} has an unknown checkpoint format version {version!r} (this rgflow "
+            f"reads 1..{FORMAT_VERSION}); the file is damaged or was not written by rgflow."
+        )
+    if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{path} has checkpoint format {version!r}, newer than this rgflow reads "
             f"({FORMAT_VERSION}); upgrade rgflow (it was written by "
@@ -177,7 +182,11 @@ def _parse(path: Path, state: Any) -> Checkpoint:
     try:
         config = RGFlowConfig.from_dict(dict(state["config"]))
     except (KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{path} has an invalid model config: {err}") from None
+        raise CheckpointError(
+            f"{path} has an invalid model config: {err} The file is damaged or was written by "
+            f"another rgflow version ({state.get('versions', {}).get('rgflow', 'unknown')}); "
+            f"load it with the version that wrote it."
+        ) from None
 
     return Checkpoint(
         path=path,
@@ -204,12 +213,36 @@ def load_state_into(model: RGFlow, checkpoint: Checkpoint) -> None:
             f"{checkpoint.path} was trained with another config ({details}); build the model "
             f"from the checkpoint with load_model() instead."
         )
-    try:
-        model.load_state_dict(checkpoint.model, strict=True)
-    except RuntimeError as err:
+    if not isinstance(checkpoint.model, dict):
         raise CheckpointError(
-            f"{checkpoint.path} does not fit the model: {str(err).splitlines()[0]}"
-        ) from None
+            f"{checkpoint.path} holds no weights (its 'model' entry is "
+            f"{type(checkpoint.model).__name__}); the file is damaged, use another checkpoint."
+        )
+    expected, found = model.state_dict(), checkpoint.model
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    reshaped = sorted(
+        k for k in set(expected) & set(found)
+        if getattr(found[k], "shape", None) != expected[k].shape
+    )
+    if missing or unexpected or reshaped:
+        raise CheckpointError(
+            f"{checkpoint.path} does not fit an RGFlow of its own config (missing "
+            f"{_first(missing)}, unexpected {_first(unexpected)}, other shape "
+            f"{_first(reshaped)}); it was written by another rgflow version "
+            f"({checkpoint.versions.get('rgflow', 'unknown')}) or edited. Load it with "
+            f"that version, or retrain."
+        )
+    model.load_state_dict(found, strict=True)
+
+
+def _first(keys: list[str], n: int = 3) -> str:
+    """Up to n names and a count of the rest, for messages."""
+    if not keys:
+        return "none"
+    more = f" and {len(keys) - n} more" if len(keys) > n else ""
+
+    return ", ".join(keys[:n]) + more
 
 
 def load_model(

@@ -7,6 +7,8 @@ Examples::
     python -m rgflow train --preset small --data msds1 --max-minutes 10 --out runs/msds1
     python -m rgflow train --preset small --data fashion-mnist --out runs/fmnist
     python -m rgflow train --preset tiny --data msds2 --set n_hidden=32 --prior gaussian
+    torchrun --nproc_per_node 4 -m rgflow train --preset celeba32 --data celeba32 \
+        --data-root /data --device cuda --out runs/celeba   # one process per GPU
     python -m rgflow eval runs/msds1/checkpoint.pt --data msds1
     python -m rgflow sample msds1-laplace --temperature 0.8 --out samples.png
     python -m rgflow info
@@ -18,7 +20,10 @@ from __future__ import annotations
 
 import argparse
 import ast
+import difflib
 import json
+import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -84,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--log-every", type=int, default=25)
     p.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        metavar="STEPS",
+        help="also checkpoint every STEPS optimizer steps",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("eval", help="test bits/dim of a checkpoint or shipped model")
@@ -111,8 +123,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("info", help="presets, datasets and shipped models")
     sub.add_parser("figures", help="run the figure notebooks (see `rgflow figures -h`)")
+    parser.commands = sub.choices  # type: ignore[attr-defined]  # name -> its parser
 
     return parser
+
+
+def _reject_unknown(parser: argparse.ArgumentParser, command: str, unknown: list[str]) -> None:
+    """Exit (code 2) naming the unknown arguments, the closest options and the usage."""
+    sub = parser.commands[command]  # type: ignore[attr-defined]
+    options = re.findall(r"--[\w-]+", sub.format_usage())
+    names = [arg.split("=")[0] for arg in unknown]
+    close = [m for name in names for m in difflib.get_close_matches(name, options, n=1)]
+    hint = f"; did you mean {', '.join(dict.fromkeys(close))}?" if close else ""
+    sub.error(
+        f"unrecognized arguments: {' '.join(unknown)}{hint} "
+        f"(`rgflow {command} -h` lists every option)"
+    )
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -139,17 +165,22 @@ def _train(args: argparse.Namespace) -> int:
         hflip=args.hflip,
         log_every=args.log_every,
         checkpoint_minutes=args.checkpoint_minutes,
+        checkpoint_every=args.checkpoint_every,
         nonfinite="skip" if args.skip_nonfinite else "stop",
         resume=not args.no_resume,
         precision=args.precision,
     )
     result = train(config, progress=not args.quiet)
+    if result.get("processes", 1) > 1 and os.environ.get("RANK", "0") != "0":
+        return 0  # under torchrun, rank 0 reports
     print(
         f"test bits/dim {result['test_bpd']:.4f} on {result['test_images']} {args.data} test "
         f"images after {result['steps']} steps ({result['wall_seconds']:.0f} s, "
         f"{result['parameters']:,} parameters)"
     )
     print(f"samples: {result['samples']}\ncheckpoint: {result['checkpoint']}")
+    if result.get("skipped_batches"):
+        print(f"skipped {result['skipped_batches']} batch(es) with a non-finite loss")
 
     return 0
 
@@ -217,11 +248,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .figures import main as figures_main
 
         return figures_main(argv[1:])
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        _reject_unknown(parser, args.command, unknown)
     handlers = {"train": _train, "eval": _eval, "sample": _sample, "info": _info}
     try:
         return handlers[args.command](args)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, FileNotFoundError, RuntimeError, ArithmeticError) as err:
         print(f"rgflow {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -239,16 +239,35 @@ class RGFlow(nn.Module):
     def _check_input(self, x: Tensor, what: str) -> None:
         c, size = self.config.channels, self.config.image_size
         if not isinstance(x, Tensor):
-            raise TypeError(f"{what} must be a torch.Tensor, got {type(x).__name__}.")
+            raise TypeError(
+                f"{what} must be a torch.Tensor, got {type(x).__name__}; convert with "
+                f"torch.as_tensor({what}, dtype=torch.float32)."
+            )
         if x.dim() != 4 or tuple(x.shape[1:]) != (c, size, size):
             raise ValueError(
                 f"{what} must have shape (B, {c}, {size}, {size}) for this model, got "
-                f"{tuple(x.shape)}."
+                f"{tuple(x.shape)}; convert or resize the input, or use a model built for "
+                f"it (channels and image_size in its config)."
             )
         if not x.is_floating_point():
             raise TypeError(
                 f"{what} must be floating point, got {x.dtype}; for uint8 pixels use "
                 f"encode() or log_prob_pixels()."
+            )
+        dtype = self.prior.scale.dtype
+        if x.dtype != dtype:
+            raise TypeError(
+                f"{what} is {x.dtype} but the model is {dtype}; convert the input with "
+                f"{what}.to({dtype}) or the model with model.to({x.dtype})."
+            )
+        finite = torch.isfinite(x)
+        if not finite.all():
+            bad = int((~finite).sum())
+            raise ValueError(
+                f"{what} holds {bad} NaN or infinite value(s) of {x.numel()}; the flow needs "
+                f"finite inputs. Find where they came from (an overflow or a division by zero "
+                f"upstream) or drop those images, e.g. {what}[torch.isfinite({what}).flatten(1)"
+                f".all(1)]."
             )
 
     # ------------------------------------------------------------------------------------
@@ -304,9 +323,15 @@ class RGFlow(nn.Module):
         Args:
             temperature: T for every latent, or (T_0, ..., T_{H-1}) from finest to top.
         """
-        if isinstance(temperature, (int, float)):
+        if isinstance(temperature, (int, float)) and not isinstance(temperature, bool):
             return float(temperature)
-        t = torch.as_tensor(temperature, dtype=self.prior.scale.dtype)
+        try:
+            t = torch.as_tensor(temperature, dtype=self.prior.scale.dtype)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(
+                f"temperature must be a number or a sequence of numbers (one per level, "
+                f"finest first), got {temperature!r}."
+            ) from None
         if t.dim() == 0:
             return float(t)
         if t.dim() == 1:
@@ -333,8 +358,15 @@ class RGFlow(nn.Module):
     ) -> Tensor:
         """z (n, C, L, L) from the prior, with one temperature or one per level."""
         c, size = self.config.channels, self.config.image_size
+        z = self.prior.sample((n, c, size, size), self.temperature_map(temperature), generator)
+        if not torch.isfinite(z).all():
+            raise FloatingPointError(
+                f"latents drawn at temperature {temperature} overflow {z.dtype} (largest "
+                f"finite value {torch.finfo(z.dtype).max:.1e}); use a lower temperature, or a "
+                f"float64 model (model.double())."
+            )
 
-        return self.prior.sample((n, c, size, size), self.temperature_map(temperature), generator)
+        return z
 
     def sample(
         self,
@@ -352,6 +384,7 @@ class RGFlow(nn.Module):
         t = self.temperature_map(temperature)
         z = self.sample_latents(n, temperature, generator)
         y, logdet = self.inverse(z)
+        _check_generated(y, z, f"sampling at temperature {temperature}")
 
         return y, self.prior.log_prob(z, t) - logdet
 
@@ -395,10 +428,23 @@ class RGFlow(nn.Module):
 
     def decode_float(self, z: Tensor) -> Tensor:
         """Latents z (B, C, L, L) -> images in [0, 1] (B, C, L, L), for display."""
-        return inverse_logit(self.inverse(z)[0])
+        y = self.inverse(z)[0]
+        _check_generated(y, z, "decoding these latents")
+
+        return inverse_logit(y)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
     def extra_repr(self) -> str:
         return f"config={self.config}, parameters={self.num_parameters():,}"
+
+
+def _check_generated(y: Tensor, z: Tensor, what: str) -> None:
+    """Raise FloatingPointError if the generated y holds NaN (inf saturates to 0 or 255)."""
+    if torch.isnan(y).any():
+        raise FloatingPointError(
+            f"{what} gave NaN images: the inverse flow overflowed {y.dtype} (largest |z| is "
+            f"{z.abs().max().item():.3g}). Use a lower temperature (T <= 10 is plenty for "
+            f"display), smaller latents, or a float64 model (model.double())."
+        )

@@ -58,6 +58,12 @@ def check_parameters(
     dataset: str | None = None,
 ) -> Profile:
     """Validate a notebook's parameters; raise a ValueError that names the bad one."""
+    for name, value in (("profile", profile), ("prior", prior), ("dataset", dataset)):
+        if value is not None and not isinstance(value, str):
+            raise ValueError(
+                f"{name} must be a string, got {type(value).__name__} {value!r}; set it in the "
+                f"parameters cell (or papermill -p {name} NAME)."
+            )
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {profile!r}.")
     if prior is not None and prior not in PRIORS:

@@ -46,16 +46,15 @@ def check_pixels(pixels: Tensor, channels: int | None = None, size: int | None =
     Float images in [0, 1] are a common mix-up; the message says how to convert them.
     """
     if not isinstance(pixels, Tensor):
-        raise PixelError(f"pixels must be a torch.Tensor, got {type(pixels).__name__}.")
+        raise PixelError(
+            f"pixels must be a torch.Tensor, got {type(pixels).__name__}; convert with "
+            f"torch.as_tensor(pixels) (a numpy array of images (B, L, L, C) also needs "
+            f".permute(0, 3, 1, 2))."
+        )
     if pixels.dtype != torch.uint8:
-        hint = ""
-        if pixels.is_floating_point():
-            hint = (
-                " If these are floats in [0, 1], convert with "
-                "(x * 255).round().to(torch.uint8); if they are logits, call the model's "
-                "forward() or log_prob() instead."
-            )
-        raise PixelError(f"pixels must be uint8 in 0..255, got dtype {pixels.dtype}.{hint}")
+        raise PixelError(
+            f"pixels must be uint8 in 0..255, got dtype {pixels.dtype}.{_dtype_hint(pixels)}"
+        )
     if pixels.dim() != 4:
         raise PixelError(
             f"pixels must have shape (B, C, L, L), got {tuple(pixels.shape)}; "
@@ -73,6 +72,35 @@ def check_pixels(pixels: Tensor, channels: int | None = None, size: int | None =
         raise PixelError(
             f"the model takes {size}x{size} images but got {h}x{w}; resize or crop them."
         )
+
+
+def _dtype_hint(pixels: Tensor) -> str:
+    """How to turn non-uint8 pixels into uint8, judged from their range."""
+    if pixels.dtype == torch.bool or pixels.is_complex() or pixels.numel() == 0:
+        return ""
+    low, high = pixels.min().item(), pixels.max().item()
+    if pixels.is_floating_point():
+        if low != low or high != high or abs(low) == float("inf") or abs(high) == float("inf"):
+            return " They also hold NaN or inf; fix those first."
+        if 0 <= low and high <= 1:
+            return (
+                " These look like floats in [0, 1]: convert with (x * 255).round()"
+                ".to(torch.uint8); if they are logits, call the model's forward() or "
+                "log_prob() instead."
+            )
+        if 0 <= low and high <= 255:
+            return " These look like floats in 0..255: convert with x.round().to(torch.uint8)."
+        return (
+            f" Their range [{low:.3g}, {high:.3g}] is neither [0, 1] nor 0..255; if they are "
+            f"logits, call the model's forward() or log_prob() instead."
+        )
+    if 0 <= low and high <= 255:
+        return " Their values fit in 0..255: convert with pixels.to(torch.uint8)."
+
+    return (
+        f" Their range [{low}, {high}] does not fit in 0..255; rescale them to 8 bits "
+        f"first (casting would wrap around)."
+    )
 
 
 def dequantize(

@@ -6,7 +6,7 @@ import numbers
 import os
 from collections.abc import Callable
 
-from rgflow.data.base import DatasetInfo, ImageDataset
+from rgflow.data.base import DatasetFormatError, DatasetInfo, ImageDataset
 from rgflow.data.celeba import CELEBA_LAYOUT, CELEBA_SPLITS, load_celeba32
 from rgflow.data.cifar import CIFAR10_LAYOUT, load_cifar10
 from rgflow.data.mnist import (
@@ -118,7 +118,8 @@ def load_dataset(
         ValueError: Unknown name or split, or a size that is not a positive integer or exceeds
             what the split holds.
         DatasetNotFoundError: The files are not where they were looked for.
-        DatasetFormatError: A file is damaged or not in the expected format.
+        DatasetFormatError: A file is damaged or not in the expected format, or the split
+            holds no images.
     """
     _check_name_and_split(name, split)
     size = None if size is None else _positive_int("size", size)
@@ -128,6 +129,13 @@ def load_dataset(
         root = DATASETS[name].default_root
 
     dataset = _LOADERS[name](split, root, size, seed, cache_dir)
+
+    if len(dataset) == 0:
+        raise DatasetFormatError(
+            f"{name}: the {split} split under {root} holds no images; its files are there but "
+            f"list or contain none for this split. Check them against the expected layout:\n"
+            f"{DATASETS[name].layout}"
+        )
 
     if size is not None and len(dataset) < size:
         raise ValueError(
