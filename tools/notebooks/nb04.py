@@ -87,7 +87,8 @@ for h in range(H):
         ax.set_xticks([]), ax.set_yticks([])
         ax.set_title(f"h={h} ({c},{i},{j})", fontsize=6)
 savefig(fig, "fig4b_receptive_fields", out_dir, pdf=True,
-        meta={"model": source, "samples": settings.rf_samples, "latents": shown})
+        meta={"model": source, "samples": settings.rf_samples, "latents": shown,
+              "effective_size_median": medians})
 plt.show()
 '''),
     md('''
