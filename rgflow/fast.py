@@ -9,8 +9,11 @@ reads the same parameters and computes the same function, y = A x + B (x exp(s) 
    shape are computed as one stacked tensor, paired (s-net, t-net) on a leading axis of size
    2 and split into one view per (subnet layer, residual block).
 2. The s-net and the t-net run together: each linear is one batched matmul on (2, N, width).
-3. A residual block is one autograd node (:class:`ResidualBlock`) whose hand-written
-   backward keeps only the block's input and pre-activations and recomputes the Swish.
+3. A residual block is one autograd node (:class:`ResidualBlock`) with a hand-written
+   backward. Its elementwise work (Swish, Swish') runs on tiles of rows small enough to stay
+   in the cache between the matmul that produces a tile and the one that consumes it; the
+   matmuls that sum over rows (dL/dW) run once on all rows. sigmoid(beta z) is never
+   stored: the backward recomputes it tile by tile.
 4. The masks fold into the output scale: s = B tanh(sigma h) = tanh((B sigma) h) and
    t = (B sigma') h are exactly zero on A, so y = x exp(s) + t equals A x + B (x exp(s) + t)
    bit for bit (exp(0) = 1).
@@ -76,10 +79,11 @@ RECOMPUTE = ("none", "swish", "all")
 def set_recompute(module: nn.Module, mode: str | bool = "all") -> nn.Module:
     """What every coupling of ``module`` recomputes in the backward pass while training.
 
-    ``"none"`` (or False): keep every activation; the fastest. ``"swish"``: the fast path
-    keeps only the pre-activations and recomputes the Swish (a third of the activation
-    memory, elementwise work only; the plain path ignores it). ``"all"`` (or True): gradient
-    checkpointing of each s/t evaluation, both paths (least memory, ~1.5x the matmuls).
+    ``"none"`` (or False): keep the pre-activations z_j and activations a_j. ``"swish"``:
+    the fast path keeps only the pre-activations and recomputes a_j = Swish(z_j) tile by
+    tile (half the activation memory, elementwise work only; the plain path ignores it).
+    ``"all"`` (or True): gradient checkpointing of each s/t evaluation, both paths (least
+    memory, ~1.33x the matmuls).
     """
     mode = {True: "all", False: "none"}.get(mode, mode) if isinstance(mode, bool) else mode
     if mode not in RECOMPUTE:
@@ -231,15 +235,15 @@ def residual_block(x: Tensor, *params: Tensor) -> Tensor:
     """The residual block without a graph (inference): same function as ResidualBlock.
 
     Each row tile runs through all J linears before the next tile starts, so the hidden
-    activations never leave the cache. Shapes as in :class:`ResidualBlock`.
+    activations never leave the cache. Shapes and dtypes as in :class:`ResidualBlock`.
     """
     betas, weights, biases = _unpack(params)
     dtype = weights[0].dtype
     out = x.new_empty(2, *x.shape[-2:])  # (2, N, D)
     for tile in _row_tiles(x.shape[-2], max(w.shape[1] for w in weights), dtype):
-        z = x[..., tile, :].to(dtype)  # (2, n, D) or (n, D)
+        z = x[..., tile, :]  # (2, n, D) or (n, D)
         for beta, weight, bias in zip(betas, weights, biases):
-            a = _swish(z, beta)[1]  # (2, n, w_j)
+            a = _swish(z.to(x.dtype), beta)[1].to(dtype)  # (2, n, w_j)
             z = torch.baddbmm(bias, a, weight.transpose(1, 2))  # (2, n, w_{j+1})
         torch.add(x[..., tile, :], z, out=out[:, tile]).div_(SQRT2)
 
@@ -252,7 +256,11 @@ class ResidualBlock(torch.autograd.Function):
     With z_0 = x:  a_j = z_j sigmoid(beta_j z_j),  z_{j+1} = a_j W_j^T + b_j  (j = 0 .. J-1).
 
     Shapes: x (N, D) for the first block (both nets see the same input) or (2, N, D); the
-    output is (2, N, D) in x's dtype; the hidden layers run in the weights' dtype.
+    output is (2, N, D).
+
+    Dtypes: the matmuls run in the weights' dtype (bfloat16 under autocast), everything else
+    in x's dtype: the Swish and its derivative, the residual stream and dL/dbeta. Only the
+    matmul operands a_j, dL/dz_{j+1} and results z_{j+1}, dL/da_j are rounded to bfloat16.
 
     The rows are processed in tiles (:func:`_row_tiles`) for every elementwise operation,
     while the matmuls that reduce over rows (dL/dW_j = dL/dz_{j+1}^T a_j) run once on all
@@ -272,15 +280,16 @@ class ResidualBlock(torch.autograd.Function):
         out = x.new_empty(2, *x.shape[-2:])  # (2, N, D)
 
         for tile in _row_tiles(rows, max(w.shape[1] for w in weights), dtype):
-            z = x[..., tile, :].to(dtype)  # (2, n, D) or (n, D)
+            z = x[..., tile, :]  # (2, n, D) or (n, D)
             for j in range(n):
-                sig = torch.mul(z, betas[j].to(dtype)).sigmoid_()  # (2, n, w_j)
+                z = z.to(x.dtype)
+                sig = torch.mul(z, betas[j].to(z.dtype)).sigmoid_()  # (2, n, w_j)
                 a = torch.mul(sig, z, out=acts[j][:, tile]) if acts else sig.mul_(z)
                 w_t = weights[j].transpose(1, 2)
                 if j < n - 1:
-                    z = torch.baddbmm(biases[j], a, w_t, out=hidden[j][:, tile])
+                    z = torch.baddbmm(biases[j], a.to(dtype), w_t, out=hidden[j][:, tile])
                 else:
-                    z = torch.baddbmm(biases[j], a, w_t)  # (2, n, D)
+                    z = torch.baddbmm(biases[j], a.to(dtype), w_t)  # (2, n, D)
             torch.add(x[..., tile, :], z, out=out[:, tile]).div_(SQRT2)
 
         ctx.n, ctx.lean = n, lean
@@ -304,16 +313,21 @@ class ResidualBlock(torch.autograd.Function):
         grad_betas, grad_weights, grad_biases = [None] * n, [None] * n, [None] * n
         for j in reversed(range(n)):
             z_all = x if j == 0 else hidden[j - 1]  # (2, N, w_j) or (N, w_j)
-            a_all = x.new_empty(2, rows, z_all.shape[-1], dtype=dtype) if lean else acts[j]
-            grad_in = x.new_empty(2, rows, z_all.shape[-1], dtype=dtype)  # dL/dz_j
+            width = z_all.shape[-1]
+            a_all = x.new_empty(2, rows, width, dtype=dtype) if lean else acts[j]
+            grad_in = x.new_empty(2, rows, width, dtype=x.dtype if j == 0 else dtype)
             grad_beta = betas[j].new_zeros(betas[j].shape)  # (2, 1, w_j)
             for tile in tiles:
-                z = z_all[..., tile, :].to(dtype)  # (2, n, w_j) or (n, w_j)
-                sig = torch.mul(z, betas[j].to(dtype)).sigmoid_()  # recomputed, (2, n, w_j)
+                z = z_all[..., tile, :].to(x.dtype)  # (2, n, w_j) or (n, w_j)
+                sig = torch.mul(z, betas[j].to(z.dtype)).sigmoid_()  # recomputed, (2, n, w_j)
                 if lean:
                     torch.mul(sig, z, out=a_all[:, tile])
-                grad_a = torch.bmm(grad_z[:, tile], weights[j], out=grad_in[:, tile])
-                grad_beta += _swish_backward(grad_a, z, sig, betas[j])[1]  # grad_a -> dL/dz_j
+                into = grad_in[:, tile] if x.dtype == dtype else None  # no cast, no copy
+                grad_a = torch.bmm(grad_z[:, tile], weights[j], out=into).to(x.dtype)
+                grad_a, grad_beta_tile = _swish_backward(grad_a, z, sig, betas[j])
+                if into is None:
+                    grad_in[:, tile] = grad_a  # dL/dz_j, rounded to the matmul dtype
+                grad_beta += grad_beta_tile
             grad_weights[j] = torch.bmm(grad_z.transpose(1, 2), a_all)  # (2, w_{j+1}, w_j)
             grad_biases[j] = grad_z.sum(dim=1, keepdim=True)  # (2, 1, w_{j+1})
             grad_betas[j], grad_z = grad_beta, grad_in
