@@ -17,7 +17,7 @@ cells = [
     code(PARAMS + '''level = None  # the explorer's first level; None: the top level
 top = 6  # latents of that level with a slider, strongest receptive field first
 n_images = 16  # test images to choose from
-inpaint_steps = None  # None: 50 in the smoke profile, the profile's count otherwise
+inpaint_steps = None  # None: 30 in the smoke profile, the profile's count otherwise
 ''', tags=["parameters"]),
     md('''
 # Latent explorer — RG-Flow's scales, interactively
@@ -52,7 +52,7 @@ _ = seed_everything(seed)
 model, source = load_flow(dataset, prior, checkpoint, device)
 images = load_dataset(dataset, "test", size=n_images).images
 H = model.lattice.n_levels
-steps = inpaint_steps or (50 if profile == "smoke" else settings.inpaint_steps)
+steps = inpaint_steps or (30 if profile == "smoke" else settings.inpaint_steps)
 print(f"model: {source}, {model.num_parameters():,} parameters, {H} levels; "
       f"{len(images)} {dataset} test images")
 
