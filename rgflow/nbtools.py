@@ -25,7 +25,15 @@ import torch
 from .checkpoints import load_model, shipped_models
 from .model import RGFlow
 
-__all__ = ["Profile", "PROFILES", "check_parameters", "load_flow", "check", "seed_everything"]
+__all__ = [
+    "Profile",
+    "PROFILES",
+    "check_parameters",
+    "load_flow",
+    "check",
+    "seed_everything",
+    "cached_strengths",
+]
 
 
 @dataclass(frozen=True)
@@ -41,10 +49,12 @@ class Profile:
 
 
 PROFILES = {
-    "smoke": Profile("smoke", rf_samples=16, strength_samples=4, images=1000,
-                     inpaint_steps=150, grid=16),
-    "paper": Profile("paper", rf_samples=256, strength_samples=64, images=10000,
-                     inpaint_steps=1000, grid=16),
+    "smoke": Profile(
+        "smoke", rf_samples=16, strength_samples=4, images=1000, inpaint_steps=150, grid=16
+    ),
+    "paper": Profile(
+        "paper", rf_samples=256, strength_samples=64, images=10000, inpaint_steps=1000, grid=16
+    ),
 }
 
 PRIORS = ("laplace", "gaussian")
@@ -87,7 +97,9 @@ def check_parameters(
 
 
 def load_flow(
-    dataset: str, prior: str = "laplace", checkpoint: str | os.PathLike | None = None,
+    dataset: str,
+    prior: str = "laplace",
+    checkpoint: str | os.PathLike | None = None,
     device: str = "cpu",
 ) -> tuple[RGFlow, str]:
     """The model a notebook shows: ``checkpoint`` if given, else the shipped one.
@@ -128,3 +140,55 @@ def figure_dir(out_dir: str | os.PathLike) -> Path:
     path.mkdir(parents=True, exist_ok=True)
 
     return path
+
+
+def _model_key(model: RGFlow, *extra: object) -> str:
+    """A digest of the model's config and weights (and of ``extra``): a cache key."""
+    import hashlib
+
+    h = hashlib.sha256(repr(model.config.to_dict()).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    h.update(repr(extra).encode())
+
+    return h.hexdigest()[:24]
+
+
+def cached_strengths(
+    model: RGFlow, n_samples: int, seed: int, cache_dir: str | os.PathLike | None = None
+):
+    """:func:`rgflow.explain.receptive_field_strengths`, computed once per model and setting.
+
+    The strengths of every latent cost thousands of forward-mode passes, and notebooks 04 and
+    05 (and the latent explorer) need the same ones; the result is stored under the rgflow
+    cache folder (``$RGFLOW_CACHE`` or ``~/.cache/rgflow``) in ``strengths/<key>.pt``, where
+    the key digests the model's config and weights, ``n_samples`` and ``seed``. A changed
+    model gets a new key, so a stale result is never reused.
+    """
+    from .data.cache import resolve_cache_dir
+    from .explain import StrengthResult, receptive_field_strengths
+
+    folder = resolve_cache_dir(cache_dir) / "strengths"
+    path = folder / f"{_model_key(model, n_samples, seed)}.pt"
+    if path.exists():
+        try:
+            saved = torch.load(path, weights_only=True)
+            return StrengthResult(saved["strength"], saved["maps"], saved["levels"].numpy())
+        except Exception:  # a damaged cache file is recomputed, never trusted
+            path.unlink(missing_ok=True)
+
+    result = receptive_field_strengths(model, n_samples=n_samples, seed=seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    torch.save(
+        {
+            "strength": result.strength,
+            "maps": result.maps,
+            "levels": torch.as_tensor(result.levels.copy()),
+        },
+        tmp,
+    )
+    os.replace(tmp, path)
+
+    return result

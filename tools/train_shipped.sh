@@ -23,3 +23,9 @@ wait
 for name in msds1-laplace msds1-gaussian msds2-laplace fashion-mnist-laplace; do
   $PY tools/ship_model.py runs/shipped/$name --name $name
 done
+# MSDS2 with the Gaussian prior, trained after the others (same settings), for the prior
+# comparison on MSDS2.
+if [ "${WITH_MSDS2_GAUSSIAN:-1}" = 1 ]; then
+  train msds2-gaussian --data msds2 --prior gaussian
+  $PY tools/ship_model.py runs/shipped/msds2-gaussian --name msds2-gaussian
+fi

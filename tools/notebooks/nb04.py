@@ -27,9 +27,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from rgflow.explain import (effective_rf_size, rank_latents, receptive_field_strengths,
+from rgflow.explain import (effective_rf_size, rank_latents,
                             receptive_fields)
-from rgflow.nbtools import check, check_parameters, load_flow, seed_everything
+from rgflow.nbtools import (cached_strengths, check, check_parameters, load_flow,
+                            seed_everything)
 from rgflow.plots import savefig
 
 settings = check_parameters(profile, prior=prior, device=device, seed=seed, dataset=dataset)
@@ -43,7 +44,7 @@ print(f"model: {source}; profile {settings.name}: {settings.strength_samples} sa
 ## The strength of every latent
 '''),
     code('''
-result = receptive_field_strengths(model, n_samples=settings.strength_samples, seed=seed)
+result = cached_strengths(model, settings.strength_samples, seed)
 by_level = result.by_level()
 for h, s in by_level.items():
     top = s.sort(descending=True).values

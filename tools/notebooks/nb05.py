@@ -30,8 +30,9 @@ import torch
 
 from rgflow.data import load_dataset
 from rgflow.explain import (angle_features, cross_correlation, rank_latents,
-                            receptive_field_strengths, traverse)
-from rgflow.nbtools import check, check_parameters, load_flow, seed_everything
+                            traverse)
+from rgflow.nbtools import (cached_strengths, check, check_parameters, load_flow,
+                            seed_everything)
 from rgflow.plots import savefig, to_display
 
 settings = check_parameters(profile, prior=prior, device=device, seed=seed, dataset=dataset)
@@ -44,7 +45,7 @@ print(f"model: {source}; {len(test)} {dataset} test images")
 ## Rank the latents of each level by receptive-field strength
 '''),
     code('''
-strengths = receptive_field_strengths(model, n_samples=settings.strength_samples, seed=seed)
+strengths = cached_strengths(model, settings.strength_samples, seed)
 chosen = {h: rank_latents(strengths, h, top=per_level) for h in levels_shown}
 for h, latents in chosen.items():
     print(f"level {h}: strongest {latents}")
