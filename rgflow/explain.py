@@ -387,20 +387,24 @@ def _share(mix: Tensor, a: Tensor, b: Tensor) -> Tensor:
     return d_b / (d_a + d_b).clamp_min(1e-12)
 
 
-def mixing_shares(series: Tensor, factor: int) -> tuple[Tensor, Tensor]:
-    """How much of each source a level mix keeps, at one scale, for every cut.
+def mixing_shares(series: Tensor, factor: int | None = None) -> tuple[Tensor, Tensor]:
+    """How much of each source a level mix keeps, for every cut.
 
     series: images (H + 1, B, C, L, L) from :func:`mixing_series`, where cut 0 is image A and
-    cut H is image B. For every cut h, the coarse share of A is ``_share`` of the tile means
-    (factor x factor) and the detail share of B is ``1 - _share`` of the residual details.
-    Returns two (H + 1,) tensors averaged over the batch: coarse-from-A and detail-from-B.
+    cut H is image B. At cut h the mix holds A's latents on levels >= h, whose sites form the
+    stride-2^h sub-lattice, so by default the scale that splits coarse from detail is
+    f = 2^h tiles (``factor`` fixes one f for every cut instead). The coarse share of A is
+    ``_share`` of the f x f tile means and the detail share of B is ``1 - _share`` of the
+    residual detail. Returns two (H + 1,) tensors averaged over the batch.
     """
     a, b = series[0], series[-1]
-    coarse_a, detail_a = scale_split(a, factor)
-    coarse_b, detail_b = scale_split(b, factor)
+    size = a.shape[-1]
     coarse_share, detail_share = [], []
-    for mix in series:
-        coarse, detail = scale_split(mix, factor)
+    for cut, mix in enumerate(series):
+        f = factor if factor is not None else min(2 ** max(cut, 1), size)
+        coarse_a, detail_a = scale_split(a, f)
+        coarse_b, detail_b = scale_split(b, f)
+        coarse, detail = scale_split(mix, f)
         coarse_share.append(_share(coarse, coarse_a, coarse_b).mean())
         detail_share.append(1 - _share(detail, detail_a, detail_b).mean())
 
