@@ -3,8 +3,9 @@
 The test starts JupyterLab (a free port, a token, its own runtime and config folders) on a
 temporary copy of ``notebooks/12_latent_explorer.ipynb`` pointed at a small random model, opens
 the notebook in headless chromium, runs every cell, drags the first latent slider and checks
-that the decoded image in the page changed. Every request the page makes must stay on the
-loopback address. The server is stopped, by its PID, whatever happens.
+that the decoded image in the page changed, then times single slider moves to a new image in
+the page. Every request the page makes must stay on the loopback address. The server is
+stopped, by its PID, whatever happens.
 
 Set ``RGFLOW_BROWSER_SCREENSHOT=figures/fig12_latent_explorer_browser.png`` to keep a
 screenshot of the explorer after the slider moved.
@@ -17,6 +18,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -25,6 +27,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import pytest
@@ -34,11 +37,21 @@ from conftest import randomize_
 from rgflow.checkpoints import save_checkpoint
 from rgflow.model import RGFlow, RGFlowConfig
 
+if TYPE_CHECKING:
+    from playwright.sync_api import Locator, Page
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "12_latent_explorer.ipynb"
 CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",  # needed as root
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 PARAMETERS = {"n_images": 8, "inpaint_steps": 5, "top": 4}
 
@@ -216,18 +229,14 @@ def is_loopback(url: str) -> bool:
 def test_explorer_slider_redraws_the_image_in_jupyterlab(lab: Lab) -> None:
     from playwright.sync_api import sync_playwright
 
-    session = lab.api("POST", "/api/sessions", {
-        "path": NOTEBOOK.name, "name": NOTEBOOK.name, "type": "notebook",
-        "kernel": {"name": "python3"},
-    })  # fmt: skip
+    notebook = {"path": NOTEBOOK.name, "name": NOTEBOOK.name, "type": "notebook"}
+    session = lab.api("POST", "/api/sessions", {**notebook, "kernel": {"name": "python3"}})
     requests: list[str] = []
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(
-                executable_path=str(CHROMIUM), headless=True,
-                args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                      "--disable-background-networking", "--disable-component-update"],
-            )  # fmt: skip
+                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+            )
             try:
                 page = browser.new_page(viewport={"width": 1500, "height": 1000})
                 page.on("request", lambda r: requests.append(r.url))
@@ -243,31 +252,58 @@ def test_explorer_slider_redraws_the_image_in_jupyterlab(lab: Lab) -> None:
     assert not outside, f"requests left the loopback address: {outside}"
 
 
-def run_and_drag(page, lab: Lab) -> None:
-    """Open the notebook, run all cells, drag the first latent slider, check the image."""
-    started = time.perf_counter()
+def step_latency(page: Page, image: Locator, slider: Locator, steps: int = 10) -> list[float]:
+    """Milliseconds from one move of the slider's handle to a new image in the page.
+
+    The handle is dragged back and forth between a quarter and three quarters of its track
+    in one mouse move each, so each move is one value change (the slider updates continuously).
+    """
+    times = []
+    handle, track = slider.locator(".noUi-handle").first, slider.locator(".noUi-target").first
+    for k in range(steps):
+        src, box, bar = image.get_attribute("src"), handle.bounding_box(), track.bounding_box()
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        page.mouse.move(x, y)
+        page.mouse.down()
+        started = time.perf_counter()
+        page.mouse.move(bar["x"] + (0.25 if k % 2 else 0.75) * bar["width"], y)
+        page.wait_for_function(
+            "([img, old]) => img.src !== old", arg=[image.element_handle(), src], timeout=20_000
+        )
+        times.append(1000 * (time.perf_counter() - started))
+        page.mouse.up()
+        page.wait_for_timeout(200)  # the release sends no new value; let it settle
+
+    return times
+
+
+def open_and_run_all(page: Page, lab: Lab) -> float:
+    """Open the notebook, run every cell from the menu, wait until none is queued or running.
+
+    Returns:
+        The seconds the cells took.
+    """
     page.goto(f"{lab.url}/lab/tree/{NOTEBOOK.name}?token={lab.token}")
     page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for(timeout=60_000)
     page.locator(".jp-Notebook").first.click()
-    opened = time.perf_counter()
+    started = time.perf_counter()
 
-    # 1. run every cell from the menu, wait until none is queued or running
     page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
     page.locator(".lm-Menu-item").filter(has=page.get_by_text("Run All Cells", exact=True)).click()
-    image = page.locator("img.rgflow-explorer-image")
-    image.wait_for(timeout=90_000)
+    page.locator("img.rgflow-explorer-image").wait_for(timeout=90_000)
     page.wait_for_function(CELLS_DONE_JS, timeout=90_000)
     errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
     tracebacks = [t for t in errors.all_inner_texts() if "Error" in t]
     assert not tracebacks, f"a cell failed: {tracebacks[0][-1500:]}"
-    ran = time.perf_counter()
 
-    # 2. drag the strongest latent's slider across its track
+    return time.perf_counter() - started
+
+
+def drag_and_compare(page: Page, image: Locator, slider: Locator) -> None:
+    """Drag a slider's handle across its track; the pixels the page shows must change."""
     image.scroll_into_view_if_needed()
     before_src, before_pixels = image.get_attribute("src"), image.evaluate(PIXEL_HASH_JS)
-    slider = page.locator(".rgflow-latent-slider").first
-    handle = slider.locator(".noUi-handle").first
-    track = slider.locator(".noUi-target").first
+    handle, track = slider.locator(".noUi-handle").first, slider.locator(".noUi-target").first
     box, bar = handle.bounding_box(), track.bounding_box()
     start_x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     end_x = bar["x"] + (0.1 if start_x > bar["x"] + bar["width"] / 2 else 0.9) * bar["width"]
@@ -275,28 +311,35 @@ def run_and_drag(page, lab: Lab) -> None:
     page.mouse.down()
     page.mouse.move(end_x, y, steps=5)
     page.mouse.up()
-    released = time.perf_counter()
 
-    # 3. the kernel decodes, the widget sends new PNG bytes, the page shows them
+    # the kernel decodes, the widget sends new PNG bytes, the page shows them
     page.wait_for_function(
-        "([img, old]) => img.src && img.src !== old", arg=[image.element_handle(), before_src],
+        "([img, old]) => img.src && img.src !== old",
+        arg=[image.element_handle(), before_src],
         timeout=30_000,
-    )  # fmt: skip
-    shown_ms = 1000 * (time.perf_counter() - released)
-    page.wait_for_timeout(1500)  # let the last drag update arrive
+    )
+    page.wait_for_timeout(1500)  # let the last update of the drag arrive
     after_pixels = image.evaluate(PIXEL_HASH_JS)
     assert after_pixels[:2] == before_pixels[:2]
     assert after_pixels != before_pixels, "the decoded image did not change"
-    status = page.locator(".rgflow-explorer").first.inner_text()
+
+
+def run_and_drag(page: Page, lab: Lab) -> None:
+    """Run the notebook, drag the strongest latent's slider, time single moves, screenshot."""
+    seconds = open_and_run_all(page, lab)
+    image = page.locator("img.rgflow-explorer-image")
+    slider = page.locator(".rgflow-latent-slider").first
+    drag_and_compare(page, image, slider)
+    moves = step_latency(page, image, slider)
+    explorer = page.locator(".rgflow-explorer").first
+    status = explorer.inner_text().strip().splitlines()[-1]
     print(
-        f"\nJupyterLab page open in {opened - started:.0f} s, all cells run in "
-        f"{ran - opened:.0f} s; slider release to new image in the page: {shown_ms:.0f} ms; "
-        f"panel: {status.strip().splitlines()[-1]}"
+        f"\nall cells ran in {seconds:.0f} s; one slider move to a new image in the page, "
+        f"median of {len(moves)}: {statistics.median(moves):.0f} ms; panel: {status}"
     )
 
-    # 4. a screenshot of the explorer, kept where RGFLOW_BROWSER_SCREENSHOT says
     shot = lab.root / "explorer.png"
-    page.locator(".rgflow-explorer").first.screenshot(path=str(shot))
+    explorer.screenshot(path=str(shot))
     target = os.environ.get("RGFLOW_BROWSER_SCREENSHOT")
     if target:
         Path(target).parent.mkdir(parents=True, exist_ok=True)
