@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .explain import inpaint, mix_levels
+from .explain import StrengthResult, inpaint, mix_levels
 from .model import RGFlow
 
 __all__ = [
@@ -120,7 +120,7 @@ class LevelFields:
     maps: Tensor
 
     @classmethod
-    def from_strengths(cls, result: object, level: int) -> LevelFields:
+    def from_strengths(cls, result: StrengthResult, level: int) -> LevelFields:
         """Take one level out of a :class:`rgflow.explain.StrengthResult`."""
         sites = np.nonzero(result.levels == level)
         channels = result.strength.shape[0]
@@ -137,6 +137,18 @@ class LevelFields:
         order = torch.argsort(strengths, descending=True, stable=True)
 
         return cls(level, [latents[k] for k in order], strengths[order], maps[order])
+
+
+def _as_fields(
+    fields: Mapping[int, LevelFields] | StrengthResult | None, n_levels: int
+) -> dict[int, LevelFields]:
+    """Precomputed receptive fields by level, from a mapping or a whole StrengthResult."""
+    if fields is None:
+        return {}
+    if isinstance(fields, StrengthResult):
+        return {h: LevelFields.from_strengths(fields, h) for h in range(n_levels)}
+
+    return dict(fields)
 
 
 def _level_groups(model: RGFlow, level: int) -> list[list[tuple[int, int]]]:
@@ -390,7 +402,9 @@ class LatentExplorer(_Panel):
         seed: seeds the receptive fields and offsets the sample seeds.
         value_range: each slider spans [-value_range, value_range] (widened to its value).
         scale: display magnification of the L x L image.
-        fields: precomputed :class:`LevelFields` by level (skips their computation).
+        fields: precomputed :class:`LevelFields` by level, or a whole
+            :class:`rgflow.explain.StrengthResult` (e.g. from ``nbtools.cached_strengths``);
+            levels not given are computed when first shown.
         source, index: the first image (see :class:`ImagePicker`).
 
     Attributes:
@@ -412,7 +426,7 @@ class LatentExplorer(_Panel):
         seed: int = 0,
         value_range: float = 3.0,
         scale: int = 6,
-        fields: Mapping[int, LevelFields] | None = None,
+        fields: Mapping[int, LevelFields] | StrengthResult | None = None,
         source: str | None = None,
         index: int = 0,
     ) -> None:
@@ -425,7 +439,7 @@ class LatentExplorer(_Panel):
             raise ValueError(f"top must be a positive number of sliders, got {top}.")
         self.top, self.rf_samples, self.seed = top, rf_samples, seed
         self.value_range = value_range
-        self.fields: dict[int, LevelFields] = dict(fields or {})
+        self.fields = _as_fields(fields, n_levels)
         self.latents: list[Latent] = []
         self.sliders: list[W.FloatSlider] = []
         self._quiet = False

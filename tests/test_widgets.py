@@ -18,7 +18,12 @@ from conftest import randomize_
 
 pytest.importorskip("ipywidgets")
 
-from rgflow.explain import inpaint, mix_levels, receptive_field_strengths  # noqa: E402
+from rgflow.explain import (  # noqa: E402
+    StrengthResult,
+    inpaint,
+    mix_levels,
+    receptive_field_strengths,
+)
 from rgflow.model import RGFlow, RGFlowConfig  # noqa: E402
 from rgflow.widgets import (  # noqa: E402
     HOLE_COLOUR,
@@ -59,8 +64,15 @@ def decoded(model: RGFlow, z: torch.Tensor) -> np.ndarray:
 # Receptive fields of a level
 
 
-def test_level_fields_match_the_exact_forward_mode_fields(flow: RGFlow) -> None:
-    exact = receptive_field_strengths(flow, n_samples=2, seed=3)
+@pytest.fixture(scope="module")
+def exact(flow: RGFlow) -> StrengthResult:
+    """Every latent's receptive field by forward-mode differentiation (explain's, exact)."""
+    return receptive_field_strengths(flow, n_samples=2, seed=3)
+
+
+def test_level_fields_match_the_exact_forward_mode_fields(
+    flow: RGFlow, exact: StrengthResult
+) -> None:
     for level in range(flow.lattice.n_levels):
         mine = level_receptive_fields(flow, level, n_samples=2, seed=3)
         theirs = LevelFields.from_strengths(exact, level)
@@ -173,6 +185,15 @@ def test_choosing_another_image_or_a_sample(
     g = torch.Generator().manual_seed(explorer.seed + 2)
     torch.testing.assert_close(explorer.z0, flow.sample_latents(1, generator=g))
     assert np.array_equal(explorer.image, decoded(flow, explorer.z0))
+
+
+def test_explorer_takes_precomputed_strengths(
+    flow: RGFlow, images: torch.Tensor, exact: StrengthResult
+) -> None:
+    explorer = LatentExplorer(flow, images, top=3, fields=exact)
+    assert explorer.latents == LevelFields.from_strengths(exact, 2).latents[:3]
+    explorer.level.value = 1  # taken from the result too, not recomputed
+    torch.testing.assert_close(explorer.fields[1].maps, LevelFields.from_strengths(exact, 1).maps)
 
 
 def test_explorer_displays_as_a_widget(explorer: LatentExplorer) -> None:
