@@ -7,7 +7,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 DATA   ?= msds1
 PRESET ?= small
-MINUTES ?= 6
+MINUTES ?= 4
 RUN    ?= runs/$(DATA)-$(PRESET)
 
 .PHONY: all setup system-deps train figures test test-fast lint clean

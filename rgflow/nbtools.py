@@ -50,7 +50,7 @@ class Profile:
 
 PROFILES = {
     "smoke": Profile(
-        "smoke", rf_samples=16, strength_samples=4, images=1000, inpaint_steps=150, grid=16
+        "smoke", rf_samples=16, strength_samples=2, images=1000, inpaint_steps=150, grid=16
     ),
     "paper": Profile(
         "paper", rf_samples=256, strength_samples=64, images=10000, inpaint_steps=1000, grid=16
