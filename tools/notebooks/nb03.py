@@ -90,4 +90,5 @@ That the coarse images do not change when finer latents are resampled is an exac
 the architecture (checked above); how meaningful the coarse images look depends on training.
 '''),
 ]
-write("notebooks/03_generation_across_scales.ipynb", cells)
+if __name__ == "__main__":  # nb04 and others import PARAMS from here
+    write("notebooks/03_generation_across_scales.ipynb", cells)
