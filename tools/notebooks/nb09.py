@@ -95,8 +95,8 @@ div_high, energy_high = stats[f"T = {t_high}"]
 div_low, energy_low = stats[f"T = {t_low}"]
 keeps_variety = div_mixed >= 0.5 * (div_high + div_low)
 calmer_detail = energy_mixed < energy_high
-print(f"coarse diversity: mixed {div_mixed:.4f}, T={t_high} {div_high:.4f}, T={t_low} {div_low:.4f}"
-      f" -> closer to the high temperature: {keeps_variety}")
+print(f"coarse diversity: mixed {div_mixed:.4f}, T={t_high} {div_high:.4f}, "
+      f"T={t_low} {div_low:.4f} -> closer to the high temperature: {keeps_variety}")
 print(f"detail energy: mixed {energy_mixed:.5f}, T={t_high} {energy_high:.5f}, T={t_low} "
       f"{energy_low:.5f} -> below the high temperature: {calmer_detail}")
 '''),

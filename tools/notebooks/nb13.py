@@ -65,7 +65,7 @@ per_layer = [sum(p.numel() for p in layer.parameters()) for layer in celeba.laye
 total = celeba.num_parameters()
 lattice = RGLattice(32, 4)
 sites = lattice.sites_per_level()
-cone = lattice.pixel_cone_counts()
+cone = lattice.pixel_cone_sizes()  # (L, L) latent sites in each pixel's cone
 print("parameters per RG layer:", per_layer)
 print(f"total: {total:,}; sites per level: {sites}; pixel cone sizes: mean {cone.mean():.2f},"
       f" min {cone.min()}, max {cone.max()}")
@@ -134,7 +134,7 @@ global).
 '''),
     code('''
 msds = measured("fig10_msds")
-probes = (msds or {}).get("probes", {})
+probes = (msds or {}).get("level_r2", {})
 for name in ("msds1", "msds2"):
     if name not in probes:
         claim(4, f"{name}: global factor at the top levels", "run notebook 10 (needs the model)",
