@@ -4,6 +4,8 @@ Run by hand (not a test), ideally on an otherwise idle machine:
 
     .venv/bin/python benchmarks/train_step.py --preset tiny small celeba32 --path plain fast
     .venv/bin/python benchmarks/train_step.py --preset small --path fast --precision bfloat16
+    .venv/bin/python benchmarks/train_step.py --preset tiny --precision float32 bfloat16 \\
+        --bpd-steps 150 --data msds1        # test bits/dim after 150 steps of rgflow.train
 
 Every (preset, path, precision) runs in a fresh subprocess, so that its peak resident memory
 is its own. One training step is what ``rgflow.train`` does per batch: dequantise and logit-
@@ -26,6 +28,12 @@ The matmul reference is a bare ``torch.mm`` of every (M, K) @ (K, N) shape that 
 performs (forward, dL/dx and dL/dW of every linear), timed in the same process with the
 same threads and dtype, weighted by how often the step performs it. Fraction of matmul
 rate = achieved useful FLOP/s / (step FLOPs / total bare-matmul time).
+
+``others`` is the CPU (in cores) that other processes used during the timed steps, from
+/proc/stat minus this process's own time. With two OpenMP threads on two cores, anything
+else running makes a step several times slower: s/step is the median of the steps during
+which others used < 0.1 core (of all steps if none was), and ``--wait-idle`` waits for a
+quiet machine before each configuration.
 """
 
 from __future__ import annotations
@@ -51,6 +59,7 @@ from rgflow.preprocess import dequantize, logit_transform
 # The authors' implementation on 2 CPU cores, batch 64, 32 x 32 x 3 (seconds per step).
 REFERENCE_SECONDS = {"celeba32": 19.2, "small": 0.89, "tiny": 0.54}
 REFERENCE_BATCH = 64
+CLEAN_CORES = 0.1  # a step is uncontended if other processes used less CPU than this
 
 Shape = tuple[int, int, int]  # (M, K, N) of an (M, K) @ (K, N) matmul
 
@@ -97,22 +106,28 @@ def flops(shapes: Counter[Shape]) -> int:
     return sum(2 * m * k * n * count for (m, k, n), count in shapes.items())
 
 
-def matmul_seconds(shape: Shape, dtype: torch.dtype, min_seconds: float = 0.2) -> float:
-    """Median time of one bare torch.mm of this shape (contiguous operands)."""
+def matmul_seconds(shape: Shape, dtype: torch.dtype, windows: int = 7) -> float:
+    """Time of one bare torch.mm of this shape (contiguous operands).
+
+    The median over ``windows`` windows of at least 50 ms each (the resolution of
+    /proc/stat is 10 ms); windows during which other processes used the CPU are dropped
+    if any clean ones remain.
+    """
     m, k, n = shape
     a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
     torch.mm(a, b)
-    reps = max(3, int(min_seconds / max(_time_once(lambda: torch.mm(a, b)), 1e-6)))
-    times = [_time_once(lambda: torch.mm(a, b)) for _ in range(min(reps, 200))]
-
-    return sorted(times)[len(times) // 2]
-
-
-def _time_once(fn) -> float:
     start = time.perf_counter()
-    fn()
+    torch.mm(a, b)
+    reps = max(1, int(0.05 / max(time.perf_counter() - start, 1e-6)))
+    times = []
+    for _ in range(windows):
+        with OtherLoad() as load:
+            for _ in range(reps):
+                torch.mm(a, b)
+        times.append((load.cores >= CLEAN_CORES, load.seconds / reps))
+    clean = [t for busy, t in times if not busy] or [t for _, t in times]
 
-    return time.perf_counter() - start
+    return sorted(clean)[len(clean) // 2]
 
 
 # ----------------------------------------------------------------------------------------
@@ -168,14 +183,16 @@ def run_one(args: argparse.Namespace) -> dict:
     model.train()
     for _ in range(args.warmup):
         _train_step(model, optimizer, pixels, noise, args.precision)
-    times = []
+    times, others = [], []
     for _ in range(args.steps):
-        start = time.perf_counter()
-        loss = _train_step(model, optimizer, pixels, noise, args.precision)
-        times.append(time.perf_counter() - start)
+        with OtherLoad() as load:
+            loss = _train_step(model, optimizer, pixels, noise, args.precision)
+        times.append(load.seconds)
+        others.append(load.cores)
     if not math.isfinite(loss):
         raise FloatingPointError(f"non-finite loss {loss}")
-    step_seconds = sorted(times)[len(times) // 2]
+    clean = [t for t, o in zip(times, others) if o < CLEAN_CORES] or times
+    step_seconds = sorted(clean)[len(clean) // 2]  # median of the uncontended steps
     peak_train = _peak_rss_mib()
 
     # 2. FLOPs and the bare matmul rate of the same shapes
@@ -218,6 +235,9 @@ def run_one(args: argparse.Namespace) -> dict:
         "parameters": model.num_parameters(),
         "step_s": step_seconds,
         "step_s_all": [round(t, 4) for t in times],
+        "step_s_min": min(times),
+        "clean_steps": sum(o < CLEAN_CORES for o in others),
+        "other_cores": sum(o * t for o, t in zip(others, times)) / sum(times),
         "images_per_s": args.batch_size / step_seconds,
         "vs_reference": reference / step_seconds if reference else None,
         "useful_gflop": useful / 1e9,
@@ -230,6 +250,87 @@ def run_one(args: argparse.Namespace) -> dict:
         "peak_rss_mib": peak_train,
         "sample_images_per_s": args.batch_size / sample_seconds,
     }
+
+
+def run_bpd(args: argparse.Namespace) -> dict:
+    """Train args.bpd_steps steps with rgflow.train (seed 0) and return the test bits/dim."""
+    import tempfile
+
+    from rgflow import coupling
+    from rgflow.train import TrainConfig, train
+
+    torch.set_num_threads(args.threads)
+    if args.path == "plain":  # every coupling built from here on takes the plain path
+        init = coupling.RealNVPCoupling.__init__
+
+        def plain_init(self, *a, **k) -> None:
+            init(self, *a, **k)
+            self.fast = False
+
+        coupling.RealNVPCoupling.__init__ = plain_init
+    with tempfile.TemporaryDirectory() as out:
+        config = TrainConfig(
+            preset=args.preset,
+            dataset=args.data,
+            max_steps=args.bpd_steps,
+            test_size=args.test_size,
+            seed=0,
+            out_dir=out,
+            resume=False,
+            precision=args.precision,
+            log_every=args.bpd_steps,
+        )
+        result = train(config, progress=False)
+
+    return {
+        "preset": args.preset,
+        "path": args.path,
+        "precision": args.precision,
+        "data": args.data,
+        "steps": result["steps"],
+        "test_bpd": result["test_bpd"],
+        "train_bpd": result["train_bpd"],
+        "wall_seconds": result["wall_seconds"],
+        "threads": torch.get_num_threads(),
+    }
+
+
+class OtherLoad:
+    """CPU used by other processes while the block runs, in cores (0: the machine was ours).
+
+    From /proc/stat (busy time of all CPUs) minus this process's own CPU time.
+    """
+
+    @staticmethod
+    def _busy() -> float:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:8]]
+        return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # minus idle
+
+    @staticmethod
+    def _own() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    def __enter__(self) -> OtherLoad:
+        self._start = (time.perf_counter(), self._busy(), self._own())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall, busy, own = self._start
+        self.seconds = time.perf_counter() - wall
+        other = (self._busy() - busy) - (self._own() - own)
+        self.cores = max(0.0, other / self.seconds)
+
+
+def wait_until_idle(max_seconds: float, window: float = 3.0) -> float:
+    """Wait (up to max_seconds) for a window in which other processes use < CLEAN_CORES."""
+    start = time.perf_counter()
+    while True:
+        with OtherLoad() as load:
+            time.sleep(window)
+        if load.cores < CLEAN_CORES or time.perf_counter() - start > max_seconds:
+            return load.cores
 
 
 def _peak_rss_mib() -> float:
@@ -254,6 +355,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-reps", type=int, default=3)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--count-flops", action="store_true", help="also run FlopCounterMode")
+    p.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0,
+        help="before each configuration, wait up to this many seconds for an idle machine",
+    )
+    p.add_argument(
+        "--bpd-steps",
+        type=int,
+        default=None,
+        help="instead of timing: train this many steps with rgflow.train, report test bpd",
+    )
+    p.add_argument("--data", default="msds1", help="dataset of --bpd-steps")
+    p.add_argument("--test-size", type=int, default=1000, help="test images of --bpd-steps")
     p.add_argument("--json", type=Path, help="append one JSON line per configuration here")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
 
@@ -263,7 +378,7 @@ def _parser() -> argparse.ArgumentParser:
 def _table(rows: list[dict]) -> str:
     head = (
         "| preset | path | precision | batch | s/step | images/s | vs reference | GFLOP/step "
-        "| GFLOP/s | matmul GFLOP/s | fraction | peak RSS MiB | sample images/s |"
+        "| GFLOP/s | matmul GFLOP/s | fraction | peak RSS MiB | sample images/s | others |"
     )
     lines = [head, "|" + "|".join("---" for _ in range(head.count("|") - 1)) + "|"]
     for r in rows:
@@ -273,7 +388,20 @@ def _table(rows: list[dict]) -> str:
             f"| {r['step_s']:.3f} | {r['images_per_s']:.1f} | {ratio} "
             f"| {r['useful_gflop']:.1f} | {r['gflop_per_s']:.0f} "
             f"| {r['matmul_gflop_per_s']:.0f} | {r['fraction_of_matmul']:.2f} "
-            f"| {r['peak_rss_mib']:.0f} | {r['sample_images_per_s']:.1f} |"
+            f"| {r['peak_rss_mib']:.0f} | {r['sample_images_per_s']:.1f} "
+            f"| {r['other_cores']:.2f} |"
+        )
+
+    return "\n".join(lines)
+
+
+def _bpd_table(rows: list[dict]) -> str:
+    lines = ["| preset | data | path | precision | steps | test bpd | train bpd | wall s |"]
+    lines.append("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        lines.append(
+            f"| {r['preset']} | {r['data']} | {r['path']} | {r['precision']} | {r['steps']} "
+            f"| {r['test_bpd']:.4f} | {r['train_bpd']:.4f} | {r['wall_seconds']:.0f} |"
         )
 
     return "\n".join(lines)
@@ -283,7 +411,7 @@ def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.child:  # one configuration: the lists hold one value each
         args.preset, args.path, args.precision = args.preset[0], args.path[0], args.precision[0]
-        print(json.dumps(run_one(args)))
+        print(json.dumps(run_bpd(args) if args.bpd_steps else run_one(args)))
         return
 
     rows = []
@@ -316,6 +444,11 @@ def main(argv: list[str] | None = None) -> None:
                     str(args.threads),
                 ]
                 argv_child += ["--compile"] * args.compile + ["--count-flops"] * args.count_flops
+                if args.bpd_steps:
+                    argv_child += ["--bpd-steps", str(args.bpd_steps), "--data", args.data]
+                    argv_child += ["--test-size", str(args.test_size)]
+                if args.wait_idle:
+                    wait_until_idle(args.wait_idle)
                 done = subprocess.run(argv_child, capture_output=True, text=True)
                 if done.returncode != 0:
                     print(f"{preset} {path} {precision}: failed\n{done.stderr}", file=sys.stderr)
@@ -326,7 +459,7 @@ def main(argv: list[str] | None = None) -> None:
                 if args.json:
                     with open(args.json, "a") as f:
                         f.write(json.dumps(row) + "\n")
-    print(_table(rows))
+    print(_bpd_table(rows) if args.bpd_steps else _table(rows))
 
 
 if __name__ == "__main__":

@@ -5,9 +5,8 @@ authors' structure: the s-net and the t-net of a subnet layer are two chains of 
 and elementwise operations, and every weight norm is recomputed at every call. The fast path
 reads the same parameters and computes the same function, y = A x + B (x exp(s) + t):
 
-1. Once per coupling call, the weight-normed weights W = g v / ||v|| of all linears of one
-   shape are computed as one stacked tensor, paired (s-net, t-net) on a leading axis of size
-   2 and split into one view per (subnet layer, residual block).
+1. Once per coupling call, the weight-normed weights W = g v / ||v|| of each residual block
+   are computed for the s-net and the t-net together, paired on a leading axis of size 2.
 2. The s-net and the t-net run together: each linear is one batched matmul on (2, N, width).
 3. A residual block is one autograd node (:class:`ResidualBlock`) with a hand-written
    backward. Its elementwise work (Swish, Swish') runs on tiles of rows small enough to stay
@@ -47,6 +46,7 @@ __all__ = [
     "ResidualBlock",
     "compute_dtype",
     "coupling_forward",
+    "paired_block",
     "paired_layers",
     "set_fast",
     "set_recompute",
@@ -130,57 +130,43 @@ class PairedLayer:
     scale: Tensor
 
 
-def _stack_pairs(tensors: list[Tensor], n_pairs: int) -> Tensor:
-    """Stack 2 * n_pairs tensors of one shape S, ordered (pair, net): -> (n_pairs, 2, *S)."""
-    return torch.stack(tensors).unflatten(0, (n_pairs, 2))
+def _pair(tensors: Sequence[Tensor]) -> Tensor:
+    """The (s-net, t-net) values of one parameter, stacked on a new leading axis of size 2."""
+    return torch.stack(tuple(tensors))
+
+
+def paired_block(
+    s_block: nn.Sequential, t_block: nn.Sequential, dtype: torch.dtype
+) -> PairedBlock:
+    """One residual block of the s- and t-net as a :class:`PairedBlock`.
+
+    W = g v / ||v|| (row norms) for both nets at once; weights and biases are cast to
+    ``dtype`` (the matmul dtype), the Swish gains keep theirs. Pairs are stacked block by
+    block: tensors of a few MB are recycled by the allocator, while one stack of every
+    block's weights (tens of MB) would be fresh, page-faulted memory at every call.
+    """
+    betas, weights, biases = [], [], []
+    for j in range(len(s_block) // 2):  # a block is (Swish, Linear) * J
+        swish, linear = (s_block[2 * j], t_block[2 * j]), (s_block[2 * j + 1], t_block[2 * j + 1])
+        v = _pair([m.weight_v for m in linear])  # (2, out, in)
+        g = _pair([m.weight_g for m in linear])  # (2, out, 1)
+        weights.append((v * (g / v.norm(dim=2, keepdim=True))).to(dtype))  # W = g v / ||v||
+        biases.append(_pair([m.bias for m in linear]).unsqueeze(1).to(dtype))  # (2, 1, out)
+        betas.append(_pair([m.scale for m in swish]).unsqueeze(1))  # (2, 1, in)
+
+    return PairedBlock(tuple(betas), tuple(weights), tuple(biases))
 
 
 def paired_layers(coupling: RealNVPCoupling, dtype: torch.dtype) -> list[PairedLayer]:
-    """The coupling's parameters as one :class:`PairedLayer` per subnet layer.
-
-    W = g v / ||v|| (row norms) is computed once for all linears of a shape. Weights and
-    biases are cast to ``dtype`` (the matmul dtype); gains and scales keep theirs.
-    """
-    nets = [net for pair in zip(coupling.s_layers, coupling.t_layers) for net in pair]
-    n_layers, n_res = len(coupling.s_layers), len(nets[0].res_blocks)
-    n_linears = len(nets[0].res_blocks[0]) // 2  # a block is (Swish, Linear) * J
-    pairs = n_layers * n_res  # ordered (k, r); each pair is (s-net, t-net)
-
-    def gather(j: int, name: str) -> list[Tensor]:
-        index = 2 * j + (name != "scale")  # Swish at 2j, WeightNormLinear at 2j + 1
-        return [
-            getattr(net.res_blocks[r][index], name)
-            for k in range(n_layers)
-            for r in range(n_res)
-            for net in nets[2 * k : 2 * k + 2]
-        ]
-
-    betas, weights, biases = [], [], []
-    for j in range(n_linears):
-        v = _stack_pairs(gather(j, "weight_v"), pairs)  # (K * R, 2, out, in)
-        g = _stack_pairs(gather(j, "weight_g"), pairs)  # (K * R, 2, out, 1)
-        w = v * (g / v.norm(dim=3, keepdim=True))  # W = g v / ||v||
-        beta = _stack_pairs(gather(j, "scale"), pairs).unsqueeze(2)  # (K * R, 2, 1, in)
-        bias = _stack_pairs(gather(j, "bias"), pairs).unsqueeze(2)  # (K * R, 2, 1, out)
-        betas.append(beta.unbind(0))
-        weights.append(w.to(dtype).unbind(0))
-        biases.append(bias.to(dtype).unbind(0))
-
-    scales = _stack_pairs([net.scale.scale for net in nets], n_layers)  # (K, 2, D)
-    scales = scales.unsqueeze(2).unbind(0)  # K x (2, 1, D)
+    """The coupling's parameters as one :class:`PairedLayer` per subnet layer."""
     layers = []
-    for k in range(n_layers):
-        blocks = []
-        for r in range(n_res):
-            i = k * n_res + r
-            blocks.append(
-                PairedBlock(
-                    tuple(b[i] for b in betas),
-                    tuple(w[i] for w in weights),
-                    tuple(b[i] for b in biases),
-                )
-            )
-        layers.append(PairedLayer(tuple(blocks), scales[k]))
+    for s_net, t_net in zip(coupling.s_layers, coupling.t_layers):
+        blocks = tuple(
+            paired_block(s_block, t_block, dtype)
+            for s_block, t_block in zip(s_net.res_blocks, t_net.res_blocks)
+        )
+        scale = _pair([s_net.scale.scale, t_net.scale.scale]).unsqueeze(1)  # (2, 1, D)
+        layers.append(PairedLayer(blocks, scale))
 
     return layers
 
@@ -188,7 +174,7 @@ def paired_layers(coupling: RealNVPCoupling, dtype: torch.dtype) -> list[PairedL
 # ----------------------------------------------------------------------------------------
 # One residual block of the s- and t-nets, tiled over rows, with a hand-written backward
 
-CHUNK_BYTES = 1 << 20  # rows per tile: about this many bytes of a (2, rows, widest) tensor
+CHUNK_BYTES = 4 << 20  # rows per tile: about this many bytes of a (2, rows, widest) tensor
 
 
 def _row_tiles(rows: int, widest: int, dtype: torch.dtype) -> list[slice]:
