@@ -200,13 +200,6 @@ def run_one(args: argparse.Namespace) -> dict:
     useful = flops(shapes)
     mm_dtype = torch.bfloat16 if args.precision == "bfloat16" else torch.float32
     mm_seconds = sum(count * matmul_seconds(s, mm_dtype) for s, count in shapes.items())
-    counted = None
-    if args.count_flops:
-        from torch.utils.flop_counter import FlopCounterMode
-
-        with FlopCounterMode(display=False) as counter:
-            _train_step(model, optimizer, pixels, noise, args.precision)
-        counted = counter.get_total_flops()
     reference_shape = (4096, 512, 512)
     ref_rate = flops(Counter({reference_shape: 1})) / matmul_seconds(reference_shape, mm_dtype)
 
@@ -220,6 +213,16 @@ def run_one(args: argparse.Namespace) -> dict:
         for _ in range(args.sample_reps):
             model.sample(args.batch_size, generator=g)
         sample_seconds = (time.perf_counter() - start) / args.sample_reps
+
+    # 4. optionally, count the FLOPs of one more step as executed (last: nothing timed follows)
+    counted = None
+    if args.count_flops:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        model.train()
+        with FlopCounterMode(display=False) as counter:
+            _train_step(model, optimizer, pixels, noise, args.precision)
+        counted = counter.get_total_flops()
 
     reference = REFERENCE_SECONDS.get(args.preset) if args.batch_size == REFERENCE_BATCH else None
 
