@@ -186,16 +186,18 @@ def receptive_fields(
     return _jvp_columns(model, z, tangents, chunk).mean(dim=1)
 
 
-def disjoint_cone_groups(model: RGFlow) -> list[list[tuple[int, int]]]:
-    """Partition the latent sites into groups whose generation cones do not overlap.
+def disjoint_cone_groups(model: RGFlow, level: int | None = None) -> list[list[tuple[int, int]]]:
+    """Partition the latent sites (of one level, or of all) into groups whose generation
+    cones do not overlap.
 
     One forward-mode pass with the sum of a group's one-hot tangents then gives every member's
     Jacobian column exactly, each confined to its own cone (a "compressed Jacobian"). Greedy,
-    coarse levels first.
+    coarse levels first, row-major within a level.
     """
     lat = model.lattice
     levels = lat.level_map()
-    sites = sorted(zip(*np.nonzero(levels >= 0)), key=lambda s: -levels[s])
+    chosen = levels >= 0 if level is None else levels == level
+    sites = sorted(zip(*np.nonzero(chosen)), key=lambda s: -levels[s])
     groups: list[list[tuple[int, int]]] = []
     used: list[np.ndarray] = []
     for i, j in sites:

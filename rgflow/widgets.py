@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .explain import StrengthResult, inpaint, mix_levels
+from .explain import StrengthResult, disjoint_cone_groups, inpaint, mix_levels
 from .model import RGFlow
 
 __all__ = [
@@ -151,26 +151,6 @@ def _as_fields(
     return dict(fields)
 
 
-def _level_groups(model: RGFlow, level: int) -> list[list[tuple[int, int]]]:
-    """The sites of one level in groups whose generation cones do not overlap (greedy)."""
-    lattice = model.lattice
-    sites = zip(*np.nonzero(lattice.level_map() == level))
-    groups: list[list[tuple[int, int]]] = []
-    used: list[np.ndarray] = []
-    for i, j in sites:
-        cone = _site_cone(model, int(i), int(j))
-        for group, mask in zip(groups, used):
-            if not (mask & cone).any():
-                group.append((int(i), int(j)))
-                mask |= cone
-                break
-        else:
-            groups.append([(int(i), int(j))])
-            used.append(cone.copy())
-
-    return groups
-
-
 def _site_cone(model: RGFlow, i: int, j: int) -> np.ndarray:
     """Boolean (L, L): the pixels that the latent site (i, j) reaches in generation."""
     one = np.zeros(model.lattice.level_map().shape, dtype=bool)
@@ -235,7 +215,7 @@ def level_receptive_fields(
     generator = torch.Generator(device=model.level_map.device).manual_seed(seed)
     z = model.sample_latents(n_samples, temperature, generator=generator)
     channels = model.config.channels
-    groups = _level_groups(model, level)
+    groups = disjoint_cone_groups(model, level)
 
     # 1. one probe per (group, channel): ones at every site of the group
     probes = z.new_zeros(len(groups) * channels, *z.shape[1:])

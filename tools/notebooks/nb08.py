@@ -1,28 +1,22 @@
 import sys
 
 sys.path.insert(0, "tools")
+from nb03 import PARAMS
 from nbbuild import code, md, write
 
-# The shared parameters of nb03.py, repeated here: importing nb03 would rewrite notebook 03.
-PARAMS = '''
-profile = "smoke"  # "smoke": two CPU cores, shipped models; "paper": the paper's settings, GPU
-dataset = "msds1"  # the data the model was trained on
-prior = "laplace"  # "laplace" or "gaussian"
-checkpoint = None  # a checkpoint path or shipped model name; None: the shipped model
-device = "cpu"
-seed = 0
-out_dir = "../figures"
-'''
-
 cells = [
-    code(PARAMS + '''n_images = 4  # test images inpainted
+    code(
+        PARAMS
+        + """n_images = 4  # test images inpainted
 hole = (8, 16, 8, 16)  # rows top:bottom, columns left:right of the missing patch
 steps = None  # Adam steps per inpainting; None: the profile's
 lr = 0.05  # Adam step size on the latents
 weight = 100.0  # strength of the penalty that holds the observed pixels in place
 sizes = (32, 64, 128, 256)  # image sides L for the cost argument (lattice only)
-''', tags=["parameters"]),
-    md('''
+""",
+        tags=["parameters"],
+    ),
+    md("""
 # Fig. 8 — inpainting through the causal cone, and its O(log L) cost
 
 **The paper's claim.** In RG-Flow each pixel depends only on the latents in its inference
@@ -34,8 +28,8 @@ Two parts: on a trained 32 x 32 model, a missing patch is filled by maximising t
 likelihood with the observed pixels held in place (`rgflow.explain.inpaint`), once changing
 only the cone's latents and once changing all of them; then, on the lattice alone, how the
 cone grows with the image side L against L^2.
-'''),
-    code('''
+"""),
+    code("""
 import time
 
 import matplotlib.pyplot as plt
@@ -60,15 +54,15 @@ mask = np.zeros((L, L), dtype=bool)
 mask[top:bottom, left:right] = True
 steps = steps or settings.inpaint_steps
 print(f"model: {source}; {n_images} {dataset} test images; hole of {mask.sum()} pixels")
-'''),
-    md('''
+"""),
+    md("""
 ## The hole's causal cone
 
 `lattice.latents_of_region` gives the latent sites that reach some pixel of the hole in
 generation. The check below confirms it site by site: a latent outside the cone has a
 generation cone that misses the hole entirely, and every latent in it reaches the hole.
-'''),
-    code('''
+"""),
+    code("""
 cone = lattice.latents_of_region(mask)
 per_level = lattice.cone_counts(cone)
 print(f"cone of the hole: {int(cone.sum())} of {L * L} sites ({int(cone.sum()) * C} of "
@@ -80,8 +74,8 @@ for i in range(L):
         reaches = bool((lattice.generation_cone(one) & mask).any())
         check(reaches == bool(cone[i, j]), f"site ({i}, {j}) is misclassified by the cone")
 print("every site checked: the cone is exactly the set of latents that reach the hole")
-'''),
-    md('''
+"""),
+    md("""
 ## Fill the hole: cone latents only, against all latents
 
 Both start from the encoding of the image with the hole painted grey, with the free latents
@@ -89,15 +83,15 @@ reset to the prior's mean, and run the same number of Adam steps on
 -log p(y) / D + weight x mean squared error on the observed pixels (logit space). Quality is
 measured in the hole against the true pixels; the likelihood of the filled image is given as
 bits/dim (lower is more likely under the model).
-'''),
-    code('''
+"""),
+    code("""
 # NBVAL_IGNORE_OUTPUT
 results = {}
 for method in ("cone", "all"):
     results[method] = inpaint(model, pixels, mask, method=method, steps=steps, lr=lr,
                               weight=weight)
     print(f"{method}: {steps} steps in {results[method].seconds:.1f} s")
-'''),
+"""),
     code('''
 truth = pixels.double() / 255
 hole_t = torch.as_tensor(mask)
@@ -129,7 +123,7 @@ for name in ("cone", "all"):
     check(torch.equal(kept, pixels[..., ~hole_t]), f"{name}: the observed pixels are kept")
     check(np.isfinite(table[name]["mse_hole"]), f"{name}: finite error")
 '''),
-    code('''
+    code("""
 rows = [("original", truth), ("with hole", filled["grey fill"]),
         ("cone latents", filled["cone"]), ("all latents", filled["all"])]
 fig, axes = plt.subplots(n_images, len(rows) + 1, figsize=(1.6 * (len(rows) + 1),
@@ -157,16 +151,16 @@ savefig(fig, "fig8_inpainting", out_dir, pdf=True,
               "cone_sites": int(cone.sum()), "cone_by_level": per_level,
               "seconds": {m: r.seconds for m, r in results.items()}})
 plt.show()
-'''),
-    md('''
+"""),
+    md("""
 ## How the cone grows with the image side
 
 Lattice bookkeeping only, no model: for L = 32 .. 256 (m = 4), the number of latent sites in
 the cone of a single pixel (fewest and most over all pixels) and of the same 8 x 8 hole,
 against the L^2 sites a dense flow would have to update. The single-pixel numbers are exact
 and known in closed form; the check compares them.
-'''),
-    code('''
+"""),
+    code("""
 # NBVAL_IGNORE_OUTPUT
 started = time.perf_counter()
 cost = {}
@@ -179,8 +173,8 @@ for side in sizes:
                   "pixel_max": int(one_pixel.max()),
                   "hole": int(lat.latents_of_region(region).sum()), "all": side * side}
 print(f"lattice computations: {time.perf_counter() - started:.1f} s")
-'''),
-    code('''
+"""),
+    code("""
 print(f"{'L':>4s} {'levels':>6s} {'pixel cone (min..max)':>22s} {'8x8 hole cone':>13s} "
       f"{'all (L^2)':>9s}")
 for side, c in cost.items():
@@ -197,8 +191,8 @@ growth = [cost[b]["pixel_max"] - cost[a]["pixel_max"] for a, b in zip(sizes, siz
 hole_steps = [cost[b]["hole"] - cost[a]["hole"] for a, b in zip(sizes, sizes[1:])]
 print(f"growth per doubling of L: single pixel (most) {growth}, hole {hole_steps}")
 check(len(set(growth)) <= 1, "a doubling of L adds the same number of sites: O(log L)")
-'''),
-    code('''
+"""),
+    code("""
 fig, (ax, lin) = plt.subplots(1, 2, figsize=(9, 3.6))
 xs = np.array(sizes)
 for a, scale in ((ax, "log"), (lin, "linear")):
@@ -221,8 +215,8 @@ ax.legend(fontsize=7)
 savefig(fig, "fig8_inpainting_cost", out_dir, pdf=True,
         meta={"kernel": model.config.kernel, "cost": cost, "growth_per_doubling": growth})
 plt.show()
-'''),
-    md('''
+"""),
+    md("""
 **What this run shows.** On the 32 x 32 MSDS1 model the cone of the 8 x 8 hole holds 364 of
 the 1024 latent sites (1092 of 3072 variables). By level these are 108 / 192 / 48 / 16, i.e.
 only 108 of the 768 level-0 sites but every site of levels 1 to 3: at L = 32 only the finest
@@ -241,6 +235,6 @@ sites to the cone of the hole and to the largest single-pixel cone, and 108 to t
 smallest. The cone therefore grows like log L (364 to 940 from L = 32 to 256) while L^2 grows
 64-fold (1024 to 65,536), in agreement with the paper's O(log L) argument. The single-pixel
 counts match the closed form exactly (220 / 328 / 436 / 544 to 220 / 412 / 604 / 796).
-'''),
+"""),
 ]
 write("notebooks/08_inpainting.ipynb", cells)

@@ -1,25 +1,20 @@
 import sys
 
 sys.path.insert(0, "tools")
+from nb03 import PARAMS
 from nbbuild import code, md, write
 
-PARAMS = '''
-profile = "smoke"  # "smoke": two CPU cores, shipped models; "paper": the paper's settings, GPU
-dataset = "msds1"  # the data the model was trained on
-prior = "laplace"  # "laplace" or "gaussian"
-checkpoint = None  # a checkpoint path or shipped model name; None: the shipped model
-device = "cpu"
-seed = 0
-out_dir = "../figures"
-'''
-
 cells = [
-    code(PARAMS + '''level = None  # the explorer's first level; None: the top level
+    code(
+        PARAMS
+        + """level = None  # the explorer's first level; None: the top level
 top = 6  # latents of that level with a slider, strongest receptive field first
 n_images = 16  # test images to choose from
 inpaint_steps = None  # None: 30 in the smoke profile, the profile's count otherwise
-''', tags=["parameters"]),
-    md('''
+""",
+        tags=["parameters"],
+    ),
+    md("""
 # Latent explorer — RG-Flow's scales, interactively
 
 **The paper's claim.** Every latent of RG-Flow belongs to one level h, and its receptive field
@@ -36,7 +31,7 @@ a level-0 latent one small patch. Three panels let you see this by hand:
 The panels need a live kernel (open this notebook in JupyterLab and run it). So that a rendered
 copy still shows what they do, every panel is also driven from code below, checked against a
 direct decode, and drawn into `figures/fig12_*.png`.
-'''),
+"""),
     code('''
 import matplotlib.pyplot as plt
 import numpy as np
@@ -61,25 +56,25 @@ def pixels(tensor):
     """uint8 (1, C, L, L) -> (L, L, C), the layout of panel.image."""
     return tensor[0].permute(1, 2, 0).cpu().numpy()
 '''),
-    md('''
+    md("""
 ## 1. The latent explorer
 
 Choose the image and the level at the top; each slider is one latent of that level, ranked by
 receptive-field strength (the sum over pixels of E_z |dx/dz_l|, computed once per level);
 *temperature* scales the image's latents, *reset* puts every slider back. The heat map is the
 receptive field of the selected latent, its own site marked in cyan.
-'''),
-    code('''
+"""),
+    code("""
 # NBVAL_IGNORE_OUTPUT
 explorer = LatentExplorer(model, images, level=level, top=top, seed=seed)
 explorer
-'''),
-    md('''
+"""),
+    md("""
 Moving a slider from code does what dragging it does: the panel decodes its latents once and
 redraws. The new image must be exactly the direct decode of those latents, and only the pixels
 in the latent's generation cone may change.
-'''),
-    code('''
+"""),
+    code("""
 before = explorer.image.copy()
 slider = explorer.sliders[0]
 value = slider.value - 2.0 if slider.value > 0 else slider.value + 2.0
@@ -96,18 +91,18 @@ cone = model.lattice.generation_cone(site)
 check(not changed[~cone].any(), "pixels outside the latent's generation cone do not move")
 print(f"latent {explorer.latents[0]} (level {explorer.level.value}) set to {value:+.2f}: "
       f"{changed.sum()} pixels changed, all inside its {cone.sum()}-pixel cone")
-'''),
-    code('''
+"""),
+    code("""
 # NBVAL_IGNORE_OUTPUT
 print(f"slider to new image: {explorer.last_update_ms:.0f} ms "
       "(benchmarks/slider_latency.py measures the median over many moves)")
-'''),
-    md('''
+"""),
+    md("""
 The same, frozen into a figure: each row is one of the strongest latents of the level, with
 its receptive field, the image with that latent set to four values, and where the image
 changed between the two extremes (|x(+4) - x(-4)|, per pixel, brighter is more).
-'''),
-    code('''
+"""),
+    code("""
 values = [-4.0, -2.0, 2.0, 4.0]
 shown = explorer.latents[:4]
 fields = explorer.fields[explorer.level.value]
@@ -131,19 +126,19 @@ savefig(fig, "fig12_latent_explorer", out_dir, pdf=True,
         meta={"model": source, "level": explorer.level.value, "latents": shown,
               "values": values, "seed": seed})
 plt.show()
-'''),
-    md('''
+"""),
+    md("""
 ## 2. Mixing across the scales
 
 z_mix takes image A's latents on the levels >= h and image B's below: h = 0 is A, h = H is B,
 and in between A sets the coarse structure and B the detail.
-'''),
-    code('''
+"""),
+    code("""
 # NBVAL_IGNORE_OUTPUT
 mixer = MixingPanel(model, images, index_a=0, index_b=1)
 mixer
-'''),
-    code('''
+"""),
+    code("""
 mixes = []
 for cut in range(H + 1):
     mixer.cut.value = cut
@@ -156,21 +151,21 @@ for cut in range(H + 1):
 check(np.array_equal(mixes[0], pixels(model.decode(mixer.z_a))), "h = 0 is image A")
 check(np.array_equal(mixes[-1], pixels(model.decode(mixer.z_b))), f"h = {H} is image B")
 print(f"h = 0 .. {H}: each mix is the decode of z_A on levels >= h and z_B below")
-'''),
-    md('''
+"""),
+    md("""
 ## 3. Inpainting from the causal cone
 
 A hole's pixels depend only on the latents of its causal cone, a few hundred sites out of
 L x L, most of them at the fine levels. The panel shows the cone of the hole as you move it;
 *fill* optimises only those latents (`rgflow.explain.inpaint`, method `"cone"`) with the
 observed pixels held in place, and shows the result beside the original.
-'''),
-    code('''
+"""),
+    code("""
 # NBVAL_IGNORE_OUTPUT
 painter = InpaintPanel(model, images, index=2, steps=steps)
 painter
-'''),
-    code('''
+"""),
+    code("""
 painter.hole["row"].value = 4
 painter.hole["col"].value = 10
 check(np.array_equal(painter.cone, model.lattice.latents_of_region(painter.mask)),
@@ -179,8 +174,8 @@ check(bool(np.all(painter.masked[painter.mask] == HOLE_COLOUR)), "the hole is dr
 counts = model.lattice.cone_counts(painter.cone)
 print(f"hole of {painter.mask.sum()} pixels: its cone holds {painter.cone.sum()} of "
       f"{painter.mask.size} latent sites, per level (finest first) {counts}")
-'''),
-    code('''
+"""),
+    code("""
 # NBVAL_IGNORE_OUTPUT
 painter.fill_button.click()
 observed = ~painter.mask
@@ -191,8 +186,8 @@ check(not np.array_equal(painter.filled[painter.mask], painter.masked[painter.ma
 check(painter.result.latents_touched == model.config.channels * painter.cone.sum(),
       "only the latents of the cone are optimised")
 print(painter.status.value)
-'''),
-    code('''
+"""),
+    code("""
 fig, axes = plt.subplots(2, max(H + 1, 4), figsize=(1.6 * max(H + 1, 4), 3.6), squeeze=False)
 for cut, mix in enumerate(mixes):
     axes[0, cut].imshow(mix.squeeze(), cmap="gray", interpolation="nearest")
@@ -212,14 +207,14 @@ savefig(fig, "fig12_mixing_inpainting", out_dir, pdf=True,
         meta={"model": source, "images": [0, 1, 2], "steps": steps, "seed": seed,
               "hole": {name: s.value for name, s in painter.hole.items()}})
 plt.show()
-'''),
-    md('''
+"""),
+    md("""
 **What this run shows.** The checks above hold for any weights: the panels draw exactly the
 decodes of the latents they hold, a latent moves only the pixels of its generation cone, a
 level cut swaps coarse and fine structure, and inpainting touches only the hole's cone. How
 meaningful the moves look (one latent per ellipse colour or orientation at the top level,
 texture at the bottom) depends on how well the model is trained; in JupyterLab the sliders
 redraw in a few tens of milliseconds on two CPU cores (`benchmarks/slider_latency.py`).
-'''),
+"""),
 ]
 write("notebooks/12_latent_explorer.ipynb", cells)
