@@ -181,8 +181,11 @@ def run_one(args: argparse.Namespace) -> dict:
 
     # 1. training steps
     model.train()
+    warmup_seconds = []  # the first includes torch.compile's tracing and code generation
     for _ in range(args.warmup):
+        start = time.perf_counter()
         _train_step(model, optimizer, pixels, noise, args.precision)
+        warmup_seconds.append(time.perf_counter() - start)
     times, others = [], []
     for _ in range(args.steps):
         with OtherLoad() as load:
@@ -239,6 +242,7 @@ def run_one(args: argparse.Namespace) -> dict:
         "step_s": step_seconds,
         "step_s_all": [round(t, 4) for t in times],
         "step_s_min": min(times),
+        "warmup_s": [round(t, 2) for t in warmup_seconds],
         "clean_steps": sum(o < CLEAN_CORES for o in others),
         "other_cores": sum(o * t for o, t in zip(others, times)) / sum(times),
         "images_per_s": args.batch_size / step_seconds,
@@ -387,7 +391,8 @@ def _table(rows: list[dict]) -> str:
     for r in rows:
         ratio = f"{r['vs_reference']:.2f}x" if r["vs_reference"] else "-"
         lines.append(
-            f"| {r['preset']} | {r['path']} | {r['precision']} | {r['batch']} "
+            f"| {r['preset']} | {r['path']}{' + compile' * bool(r.get('compile'))} "
+            f"| {r['precision']} | {r['batch']} "
             f"| {r['step_s']:.3f} | {r['images_per_s']:.1f} | {ratio} "
             f"| {r['useful_gflop']:.1f} | {r['gflop_per_s']:.0f} "
             f"| {r['matmul_gflop_per_s']:.0f} | {r['fraction_of_matmul']:.2f} "

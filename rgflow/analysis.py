@@ -61,8 +61,10 @@ def load_if_available(
     ``checkpoint`` that is given must load: its errors are raised, not skipped.
     """
     if checkpoint is None and f"{dataset}-{prior}" not in shipped_models():
-        print(f"no {dataset}-{prior} model: shipped are {sorted(shipped_models()) or 'none'}; "
-              f"that part is skipped (train one, or pass its checkpoint).")
+        print(
+            f"no {dataset}-{prior} model: shipped are {sorted(shipped_models()) or 'none'}; "
+            f"that part is skipped (train one, or pass its checkpoint)."
+        )
         return None
 
     return load_flow(dataset, prior, checkpoint, device)
@@ -72,8 +74,10 @@ def load_if_available(
 def encode_all(model: RGFlow, pixels: Tensor, batch_size: int = 250) -> Tensor:
     """Latents of uint8 images (N, C, L, L) -> z (N, C, L, L) on the CPU, in batches."""
     device = model.level_map.device
-    parts = [model.encode(pixels[k : k + batch_size].to(device)).cpu()
-             for k in range(0, len(pixels), batch_size)]
+    parts = [
+        model.encode(pixels[k : k + batch_size].to(device)).cpu()
+        for k in range(0, len(pixels), batch_size)
+    ]
 
     return torch.cat(parts)
 
@@ -107,9 +111,10 @@ def msds_factors(dataset: str, labels: Tensor) -> dict[str, Tensor]:
         return {"global": colour.mean(dim=(1, 2)), "local": direction.reshape(n, -1)}
     mean_dir = direction.mean(dim=(1, 2))  # (N, 2)
 
-    return {"global": mean_dir / mean_dir.norm(dim=1, keepdim=True).clamp_min(1e-12),
-            "local": colour.reshape(n, -1)}
-
+    return {
+        "global": mean_dir / mean_dir.norm(dim=1, keepdim=True).clamp_min(1e-12),
+        "local": colour.reshape(n, -1),
+    }
 
 
 def ridge_probe_cv(
@@ -197,8 +202,10 @@ def level_probes(
     if budget is None:
         return {h: ridge_probe_cv(x.cpu(), targets, seed=seed)[0] for h, x in by_level.items()}
 
-    return {h: sparse_probe_curve(x.cpu(), targets, (budget,), seed=seed).r2[0]
-            for h, x in by_level.items()}
+    return {
+        h: sparse_probe_curve(x.cpu(), targets, (budget,), seed=seed).r2[0]
+        for h, x in by_level.items()
+    }
 
 
 def tail_statistics(values: Tensor) -> dict[str, float]:
@@ -301,9 +308,7 @@ def latents_needed(curve: ProbeCurve, fraction: float = 0.9) -> int | None:
 
 
 @torch.no_grad()
-def per_image_bpd(
-    model: RGFlow, pixels: Tensor, seed: int = 0, batch_size: int = 256
-) -> Tensor:
+def per_image_bpd(model: RGFlow, pixels: Tensor, seed: int = 0, batch_size: int = 256) -> Tensor:
     """Bits/dim of each uint8 image (N, C, L, L) -> (N,), dequantised with seeded noise.
 
     The noise is drawn batch by batch from one generator seeded with ``seed``, as

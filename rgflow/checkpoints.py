@@ -222,7 +222,8 @@ def load_state_into(model: RGFlow, checkpoint: Checkpoint) -> None:
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
     reshaped = sorted(
-        k for k in set(expected) & set(found)
+        k
+        for k in set(expected) & set(found)
         if getattr(found[k], "shape", None) != expected[k].shape
     )
     if missing or unexpected or reshaped:

@@ -80,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hflip", action="store_true", help="random horizontal flips")
     p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"])
     p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the training step's log_prob (needs g++; first step takes minutes)",
+    )
+    p.add_argument(
         "--skip-nonfinite",
         action="store_true",
         help="drop batches with a NaN/inf loss instead of stopping",
@@ -169,6 +174,7 @@ def _train(args: argparse.Namespace) -> int:
         nonfinite="skip" if args.skip_nonfinite else "stop",
         resume=not args.no_resume,
         precision=args.precision,
+        compile=args.compile,
     )
     result = train(config, progress=not args.quiet)
     if result.get("processes", 1) > 1 and os.environ.get("RANK", "0") != "0":

@@ -49,10 +49,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rgflow figures", description=__doc__.split("\n")[0])
     parser.add_argument("names", nargs="*", help="notebook names or stems (default: all)")
     parser.add_argument("--dir", default=str(NOTEBOOK_DIR), help="notebook folder")
-    parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
-                        help="notebook parameter, e.g. -p profile=paper -p device=cuda")
-    parser.add_argument("--output-dir", default=None,
-                        help="write executed notebooks here instead of in place")
+    parser.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="notebook parameter, e.g. -p profile=paper -p device=cuda",
+    )
+    parser.add_argument(
+        "--output-dir", default=None, help="write executed notebooks here instead of in place"
+    )
     args = parser.parse_args(argv)
 
     import ast
@@ -68,8 +75,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     notebooks = list_notebooks(Path(args.dir))
     if args.names:
         wanted = set(args.names)
-        notebooks = [p for p in notebooks if p.name in wanted or p.stem in wanted
-                     or p.stem.split("_", 1)[0] in wanted]
+        notebooks = [
+            p
+            for p in notebooks
+            if p.name in wanted or p.stem in wanted or p.stem.split("_", 1)[0] in wanted
+        ]
         if not notebooks:
             print(f"no notebook matches {sorted(wanted)} in {args.dir}", file=sys.stderr)
             return 2
@@ -83,14 +93,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             seconds = run_notebook(path, parameters, output)
             total += seconds
-            print(json.dumps({"notebook": path.name, "seconds": round(seconds, 1), "ok": True}),
-                  flush=True)
+            print(
+                json.dumps({"notebook": path.name, "seconds": round(seconds, 1), "ok": True}),
+                flush=True,
+            )
         except Exception as err:  # papermill raises PapermillExecutionError with the cell
             failed.append(path.name)
-            print(json.dumps({"notebook": path.name, "ok": False,
-                              "error": str(err).strip().splitlines()[-1][:300]}), flush=True)
-    print(json.dumps({"notebooks": len(notebooks), "failed": failed,
-                      "seconds": round(total, 1)}))
+            print(
+                json.dumps(
+                    {
+                        "notebook": path.name,
+                        "ok": False,
+                        "error": str(err).strip().splitlines()[-1][:300],
+                    }
+                ),
+                flush=True,
+            )
+    print(json.dumps({"notebooks": len(notebooks), "failed": failed, "seconds": round(total, 1)}))
 
     return 1 if failed else 0
 

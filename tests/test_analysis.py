@@ -98,7 +98,8 @@ def test_per_image_bpd_matches_the_training_loop(tiny_flow: RGFlow) -> None:
     per_image = per_image_bpd(tiny_flow, pixels, seed=3, batch_size=4)
     assert per_image.shape == (10,)
     assert per_image.mean().item() == pytest.approx(
-        evaluate(tiny_flow, pixels, batch_size=4, seed=3), rel=1e-12)
+        evaluate(tiny_flow, pixels, batch_size=4, seed=3), rel=1e-12
+    )
     assert standard_error(per_image) == pytest.approx(per_image.std().item() / 10**0.5)
 
 

@@ -7,6 +7,8 @@ recompute mode and for row tiles much smaller than the batch.
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 
@@ -206,3 +208,24 @@ def test_bfloat16_gradients_are_close_to_float32() -> None:
         grads[precision] = torch.cat([p.grad.flatten() for p in flow.parameters()])
     error = (grads["bfloat16"] - grads["float32"]).norm() / grads["float32"].norm()
     assert 0 < error < 0.05
+
+
+@pytest.mark.slow  # tracing and code generation: about a minute
+@pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on the CPU needs g++")
+def test_compiled_log_prob_agrees_in_float64(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.compile of the fast path (TrainConfig.compile) keeps log p and its gradients."""
+    config = RGFlowConfig(  # small, so that tracing and code generation take seconds
+        image_size=8, channels=1, n_layers=1, n_resblocks=2, n_mlp=1, n_hidden=16
+    )
+    flow = perturbed_flow(config)
+    y = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    plain_lp, plain = log_prob_and_grads(flow, y, fast_path=False)
+
+    torch._dynamo.reset()
+    monkeypatch.setattr(flow, "log_prob", torch.compile(flow.log_prob))
+    compiled_lp, grads = log_prob_and_grads(flow, y, fast_path=True)
+
+    torch.testing.assert_close(compiled_lp, plain_lp, rtol=1e-10, atol=0)
+    for name, g in grads.items():
+        scale = plain[name].abs().max().item()
+        torch.testing.assert_close(g, plain[name], rtol=1e-9, atol=1e-9 * scale, msg=name)

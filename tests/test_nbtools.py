@@ -21,8 +21,9 @@ def test_cached_strengths_match_and_survive_damage(tiny_flow, tmp_path):
         assert (result.levels == fresh.levels).all()
 
     files[0].write_bytes(b"not a tensor file")  # damaged: recomputed, not trusted
-    assert torch.equal(cached_strengths(tiny_flow, 2, 3, cache_dir=tmp_path).strength,
-                       fresh.strength)
+    assert torch.equal(
+        cached_strengths(tiny_flow, 2, 3, cache_dir=tmp_path).strength, fresh.strength
+    )
 
     with torch.no_grad():  # another model (or seed) gets another key
         next(tiny_flow.parameters()).add_(0.1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -129,3 +130,28 @@ def test_the_cli_explains_bad_options(tmp_path, capsys) -> None:
     assert "nope" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", "--preset", "huge"])
+
+
+@pytest.mark.slow  # tracing and code generation: about a minute
+@pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on the CPU needs g++")
+def test_a_compiled_run_takes_the_same_steps(tmp_path) -> None:
+    """compile=True changes the speed, not the training: the same losses step by step."""
+    eager = train(_config(tmp_path, "eager", max_steps=3, epochs=1), progress=False)
+    torch._dynamo.reset()
+    compiled = train(_config(tmp_path, "compiled", max_steps=3, epochs=1, compile=True),
+                     progress=False)  # fmt: skip
+
+    losses = {
+        name: [r["bpd"] for r in read_log(tmp_path / name / "log.jsonl") if r["event"] == "train"]
+        for name in ("eager", "compiled")
+    }
+    assert len(losses["eager"]) == 3
+    assert losses["compiled"] == pytest.approx(losses["eager"], rel=1e-4)
+    assert compiled["test_bpd"] == pytest.approx(eager["test_bpd"], rel=1e-4)
+
+
+def test_compile_without_a_cpp_compiler_stops_before_training(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr("rgflow.train.shutil.which", lambda name: None)
+    with pytest.raises(RuntimeError, match="needs a C\\+\\+ compiler.*apt-get install g\\+\\+"):
+        train(_config(tmp_path, compile=True), progress=False)
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()

@@ -25,7 +25,10 @@ def code(text: str, tags: list[str] | None = None) -> nbformat.NotebookNode:
 def write(path: str, cells: list) -> None:
     nb = nbformat.v4.new_notebook()
     nb.cells = cells
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nb.metadata["language_info"] = {"name": "python"}
     nbformat.write(nb, path)

@@ -23,14 +23,31 @@ WEIGHTS = Path("rgflow/weights")
 
 def command_line(config: TrainConfig) -> str:
     """The `python -m rgflow train` command that reproduces a run."""
-    args = ["python", "-m", "rgflow", "train", "--preset", config.preset,
-            "--data", config.dataset, "--epochs", str(config.epochs), "--seed", str(config.seed),
-            "--out", config.out_dir]
+    args = [
+        "python",
+        "-m",
+        "rgflow",
+        "train",
+        "--preset",
+        config.preset,
+        "--data",
+        config.dataset,
+        "--epochs",
+        str(config.epochs),
+        "--seed",
+        str(config.seed),
+        "--out",
+        config.out_dir,
+    ]
     if config.prior:
         args += ["--prior", config.prior]
-    for flag, value in (("--max-steps", config.max_steps), ("--max-minutes", config.max_minutes),
-                        ("--test-size", config.test_size), ("--train-size", config.train_size),
-                        ("--batch-size", config.batch_size)):
+    for flag, value in (
+        ("--max-steps", config.max_steps),
+        ("--max-minutes", config.max_minutes),
+        ("--test-size", config.test_size),
+        ("--train-size", config.train_size),
+        ("--batch-size", config.batch_size),
+    ):
         if value is not None:
             args += [flag, str(value)]
     for key, value in config.model.items():
@@ -52,9 +69,12 @@ def main() -> None:
     model = RGFlow(ck.config)
     model.load_state_dict(ck.model)
     WEIGHTS.mkdir(parents=True, exist_ok=True)
-    path = save_checkpoint(WEIGHTS / f"{args.name}.pt", model,
-                           train={"config": ck.train["config"], "step": ck.train["step"]},
-                           metrics=ck.metrics)
+    path = save_checkpoint(
+        WEIGHTS / f"{args.name}.pt",
+        model,
+        train={"config": ck.train["config"], "step": ck.train["step"]},
+        metrics=ck.metrics,
+    )
 
     stop = [r for r in read_log(args.run / "log.jsonl") if r["event"] == "stop"][-1]
     registry_path = WEIGHTS / "registry.json"

@@ -4,15 +4,18 @@ sys.path.insert(0, "tools")
 from nbbuild import code, md, write
 
 cells = [
-    code('''
+    code(
+        """
 profile = "smoke"  # "smoke" or "paper": no model is trained here, both run in seconds
 size = 64  # side of the random field
 spectrum = 3.0  # power-law exponent of the field's spectrum, P(k) ~ k^-spectrum
 levels = 4  # coarse-graining steps shown
 seed = 0
 out_dir = "../figures"
-''', tags=["parameters"]),
-    md('''
+""",
+        tags=["parameters"],
+    ),
+    md("""
 # Fig. 1 — the renormalization-group idea
 
 **The paper's claim.** Renormalization coarse-grains a field step by step, keeping the
@@ -24,8 +27,8 @@ lost: the discarded information becomes the latents of each level.
 Here a random field stands in for an image and plain 2 x 2 block averaging stands in for the
 learned decimator. The residuals each step throws away play the part of that level's latents,
 and adding them back reverses the coarse-graining exactly.
-'''),
-    code('''
+"""),
+    code("""
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -35,14 +38,14 @@ from rgflow.plots import savefig
 check_parameters(profile, seed=seed)
 seed_everything(seed)
 check(size % 2**levels == 0, f"size={size} must be divisible by 2**levels={2**levels}")
-'''),
-    md('''
+"""),
+    md("""
 ## A random field with structure at every scale
 
 A Gaussian field with power spectrum P(k) ~ k^-3 has features at all sizes, like a natural
 image. It is drawn in Fourier space with a seeded generator.
-'''),
-    code('''
+"""),
+    code("""
 rng = np.random.default_rng(seed)
 k = np.fft.fftfreq(size)
 kk = np.sqrt(k[:, None] ** 2 + k[None, :] ** 2)
@@ -51,13 +54,13 @@ noise = rng.normal(size=(size, size)) + 1j * rng.normal(size=(size, size))
 field = np.fft.ifft2(amplitude * noise).real
 field = (field - field.mean()) / field.std()
 print(f"field {field.shape}, mean {field.mean():.3f}, std {field.std():.3f}")
-'''),
-    md('''
+"""),
+    md("""
 ## (a) Renormalization: coarse-grain, keep what is thrown away
 
 Each step replaces every 2 x 2 block by its mean (decimation) and records the three residual
 directions of the block (the "irrelevant" details, one level's latents).
-'''),
+"""),
     code('''
 def coarse_grain(x):
     """2 x 2 block means (n/2, n/2) and the residuals x - upsampled means (n, n)."""
@@ -79,7 +82,7 @@ for h, c in enumerate(coarse):
 check(all(abs(c.mean() - field.mean()) < 1e-12 for c in coarse), "block means keep the mean")
 check(coarse[-1].std() > 0.3 * field.std(), "the large scales carry much of a k^-3 field")
 '''),
-    md('''
+    md("""
 ## (b) Generation: run the hierarchy backwards
 
 Starting from the coarsest field, each step upsamples and adds that level's details. With the
@@ -87,8 +90,8 @@ recorded details it rebuilds the field exactly; with fresh details (those of ano
 the same random field, so each scale has the right statistics) it generates a new field that
 shares the original's large-scale structure, which is what sampling RG-Flow's fine latents
 anew does.
-'''),
-    code('''
+"""),
+    code("""
 def generate(top, residuals):
     x = top
     for r in reversed(residuals):
@@ -113,8 +116,8 @@ print(f"exact reconstruction error {error:.2e}")
 check(error < 1e-12, "adding the details back reverses the coarse-graining exactly")
 corr = np.corrcoef(generate(coarse[-1], [0 * r for r in details]).ravel(), resampled.ravel())
 print(f"large-scale agreement of the resampled field: corr {corr[0, 1]:.2f}")
-'''),
-    code('''
+"""),
+    code("""
 fig, axes = plt.subplots(2, levels + 1, figsize=(2.2 * (levels + 1), 4.6))
 vmin, vmax = field.min(), field.max()
 for h in range(levels + 1):
@@ -130,8 +133,8 @@ axes[1, 0].set_ylabel("(b) generation", fontsize=9)
 savefig(fig, "fig1_rg_idea", out_dir, pdf=True,
         meta={"size": size, "spectrum": spectrum, "levels": levels, "seed": seed})
 plt.show()
-'''),
-    md('''
+"""),
+    md("""
 **What this run shows.** Coarse-graining keeps the large-scale pattern while the residuals
 carry the small scales; generation rebuilds the field exactly from the coarsest level plus the
 residuals, and fresh residuals give a new field with the same large-scale layout. The block
@@ -139,6 +142,6 @@ edges stay visible in the generated field: fixed, non-overlapping blocks cannot 
 neighbouring regions, which is the job of RG-Flow's disentanglers (blocks shifted by half a
 block). RG-Flow replaces block averaging by learned, invertible disentanglers and decimators
 (Fig. 2), and the residuals by latents with a sparse prior.
-'''),
+"""),
 ]
 write("notebooks/01_rg_idea.ipynb", cells)

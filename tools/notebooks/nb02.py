@@ -4,14 +4,17 @@ sys.path.insert(0, "tools")
 from nbbuild import code, md, write
 
 cells = [
-    code('''
+    code(
+        """
 profile = "smoke"  # "smoke" (two CPU cores) or "paper": this notebook needs no model either way
 image_size = 32  # L, the image side; m * 2^k
 kernel = 4  # m, the block side
 seed = 0
 out_dir = "../figures"
-''', tags=["parameters"]),
-    md('''
+""",
+        tags=["parameters"],
+    ),
+    md("""
 # Fig. 2 — the RG-Flow structure, drawn exactly from the lattice
 
 **The paper's claim.** RG-Flow is built like a MERA tensor network: at every level h a
@@ -23,8 +26,8 @@ the latents in its *inference causal cone*, whose size grows like log L, not L^2
 
 Nothing here is schematic: every panel is computed from `rgflow.lattice.RGLattice`, the same
 index sets the model gathers its blocks with.
-'''),
-    code('''
+"""),
+    code("""
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import ListedColormap
@@ -38,30 +41,30 @@ check_parameters(profile, seed=seed)
 lattice = RGLattice(image_size, kernel)
 L, H = lattice.image_size, lattice.n_levels
 print(f"L={L}, m={kernel}: {H} levels, {lattice.n_layers} RG layers")
-'''),
-    md('''
+"""),
+    md("""
 ## Latents per level
 
 A latent's level is fixed by its site alone: the last RG layer that touches (i, j) belongs to
 level min(v2(i), v2(j), H - 1). The tensor z is never split; `z[..., ::2**k, ::2**k]` holds
 the levels >= k.
-'''),
-    code('''
+"""),
+    code("""
 counts = lattice.sites_per_level()
 for h, n in enumerate(counts):
     print(f"level {h}: {n:5d} sites, stride-{2**h} sub-lattice")
 check(sum(counts) == L * L, "every site is the latent of exactly one level")
 if (L, kernel) == (32, 4):
     check(counts == [768, 192, 48, 16], f"L=32, m=4 has 768/192/48/16 sites, got {counts}")
-'''),
-    md('''
+"""),
+    md("""
 ## (b) One RG step seen from above
 
 At level h the disentangler's blocks (green) sit on the stride-2^h sub-lattice at offset 0; the
 decimator's (yellow) are shifted by half a block and wrap around the periodic boundary. In each
 decimator block the sites on the stride-2 sub-lattice of the block (black dots) go up to level
 h + 1; the others (red crosses) are the level's latents.
-'''),
+"""),
     code('''
 level_colors = ListedColormap(["#fde0dd", "#fa9fb5", "#c51b8a", "#49006a", "#1b0030",
                                "#000000", "#000000"][:H])
@@ -100,15 +103,15 @@ savefig(fig, "fig2b_rg_step", out_dir, pdf=True,
         meta={"image_size": L, "kernel": kernel})
 plt.show()
 '''),
-    md('''
+    md("""
 ## (c) Generation cone of a latent, (d) inference cone of a pixel
 
 The generation cone of a latent is every pixel that changes when it does; the inference cone
 of a pixel is every latent it influences when an image is encoded. Because each layer's
 "same block" relation is symmetric, the latents in a pixel's inference cone are exactly the
 latents that pixel depends on during generation.
-'''),
-    code('''
+"""),
+    code("""
 mid = np.zeros((L, L), dtype=bool)
 mid[2, 2] = True  # a level-1 latent
 pixel = np.zeros((L, L), dtype=bool)
@@ -138,16 +141,16 @@ savefig(fig, "fig2cd_causal_cones", out_dir, pdf=True,
 plt.show()
 if (L, kernel) == (32, 4):
     check(per_level == [48, 108, 48, 16], f"a pixel's cone at L=32 is 48/108/48/16 sites")
-'''),
-    md('''
+"""),
+    md("""
 ## Cone sizes as the image grows: O(log L)
 
 Every pixel's cone is counted exactly (the cone of pixel (i, j) is a product of
 one-dimensional cones at every level, which `RGLattice.pixel_cone_sizes` exploits and the test
 suite checks against direct block-spreading). Each doubling of L adds a bounded number of
 latent sites, while a flow with a dense Jacobian ties every pixel to all L^2 sites.
-'''),
-    code('''
+"""),
+    code("""
 rows = []
 for side in (32, 64, 128, 256):
     sizes = RGLattice(side, kernel).pixel_cone_sizes()
@@ -171,12 +174,12 @@ ax.set_xlabel("image side L"), ax.set_ylabel("latent sites a pixel depends on")
 ax.legend(fontsize=7)
 savefig(fig, "fig2e_cone_growth", out_dir, pdf=True, meta={"rows": rows})
 plt.show()
-'''),
-    md('''
+"""),
+    md("""
 **What this run shows.** The block geometry, level counts and cone sizes are exact integer
 facts of the architecture (authors' convention: the shift sits on the decimator). The cone of a
 pixel holds 220 of the 1,024 latent sites at L = 32 and grows by 192 sites per doubling of L
 at most, against L^2 for a dense flow: the O(log L) of the paper's inpainting argument.
-'''),
+"""),
 ]
 write("notebooks/02_structure.ipynb", cells)

@@ -5,9 +5,13 @@ from nb03 import PARAMS
 from nbbuild import code, md, write
 
 cells = [
-    code(PARAMS + '''per_level = 6  # receptive fields shown per level
-''', tags=["parameters"]),
-    md('''
+    code(
+        PARAMS
+        + """per_level = 6  # receptive fields shown per level
+""",
+        tags=["parameters"],
+    ),
+    md("""
 # Fig. 4(b, c) — receptive fields of the latents at every level
 
 **The paper's claim.** The receptive field of latent z_l is the expected magnitude of its
@@ -21,8 +25,8 @@ Computed exactly with forward-mode differentiation (`torch.func.jvp`) of the gen
 pixel space. For the strength of every latent at once, latents whose generation cones do not
 overlap share one probe (`rgflow.explain.disjoint_cone_groups`), which cuts the cost from
 C L^2 to about a third of that.
-'''),
-    code('''
+"""),
+    code("""
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -39,11 +43,11 @@ model, source = load_flow(dataset, prior, checkpoint, device)
 H, L = model.lattice.n_levels, model.config.image_size
 print(f"model: {source}; profile {settings.name}: {settings.strength_samples} samples for "
       f"all strengths, {settings.rf_samples} for the maps shown")
-'''),
-    md('''
+"""),
+    md("""
 ## The strength of every latent
-'''),
-    code('''
+"""),
+    code("""
 result = cached_strengths(model, settings.strength_samples, seed)
 by_level = result.by_level()
 for h, s in by_level.items():
@@ -54,14 +58,14 @@ for h, s in by_level.items():
 check(all(torch.isfinite(s).all() and (s >= 0).all() for s in by_level.values()),
       "strengths are finite and non-negative")
 check(all(s.max() > 0 for s in by_level.values()), "every level has latents that matter")
-'''),
-    md('''
+"""),
+    md("""
 ## (b) The strongest receptive fields of each level
 
 The strongest latents of each level, re-estimated with more prior samples. Every map is zero
 outside its latent's generation cone (checked exactly against the lattice).
-'''),
-    code('''
+"""),
+    code("""
 shown = {h: rank_latents(result, h, top=per_level) for h in range(H)}
 maps = {h: receptive_fields(model, shown[h], n_samples=settings.rf_samples, seed=seed + 1)
         for h in range(H)}
@@ -76,8 +80,8 @@ for h in range(H):
         check(bool((rf[outside] == 0).all()), f"RF of ({c},{i},{j}) leaks out of its cone")
 medians = [float(sizes[h].median()) for h in range(H)]
 check(medians[-1] > medians[0], f"top-level fields must be wider than level-0 ones: {medians}")
-'''),
-    code('''
+"""),
+    code("""
 fig, axes = plt.subplots(H, per_level, figsize=(1.5 * per_level, 1.6 * H), squeeze=False)
 for h in range(H):
     for k in range(per_level):
@@ -91,14 +95,14 @@ savefig(fig, "fig4b_receptive_fields", out_dir, pdf=True,
         meta={"model": source, "samples": settings.rf_samples, "latents": shown,
               "effective_size_median": medians})
 plt.show()
-'''),
-    md('''
+"""),
+    md("""
 ## (c) Histogram of receptive-field strength per level
 
 One curve per level, log of the count against strength. A long, thin tail at the top level
 means a few top-level latents dominate: the sparsity the Laplace prior encourages.
-'''),
-    code('''
+"""),
+    code("""
 fig, ax = plt.subplots(figsize=(4.5, 3.2))
 top = max(float(s.max()) for s in by_level.values())
 bins = np.linspace(0, top, 30)
@@ -115,12 +119,12 @@ savefig(fig, "fig4c_rf_strength_histogram", out_dir, pdf=True,
         meta={"model": source, "samples": settings.strength_samples,
               "mean_by_level": {h: float(s.mean()) for h, s in by_level.items()}})
 plt.show()
-'''),
-    md('''
+"""),
+    md("""
 **What this run shows.** Receptive fields are confined to the lattice's cones by construction,
 and the measured effective sizes grow with the level. Whether the strengths show the paper's
 long sparse tail at the top level depends on the prior and on training; notebook 07 compares the
 Laplace and Gaussian models on exactly this measure.
-'''),
+"""),
 ]
 write("notebooks/04_receptive_fields.ipynb", cells)

@@ -5,12 +5,16 @@ from nb03 import PARAMS
 from nbbuild import code, md, write
 
 cells = [
-    code(PARAMS + '''levels_shown = (3, 2, 1)  # high, mid and low level, as in the paper
+    code(
+        PARAMS
+        + """levels_shown = (3, 2, 1)  # high, mid and low level, as in the paper
 per_level = 3  # latents traversed per level
 frames = 6  # values per traversal
 span = 2.5  # values from -span to +span (the prior's std is 1)
-''', tags=["parameters"]),
-    md('''
+""",
+        tags=["parameters"],
+    ),
+    md("""
 # Fig. 5 — learned factors: latent traversals per level
 
 **The paper's claim.** Moving a single latent while keeping all others fixed changes one
@@ -22,8 +26,8 @@ them by receptive-field strength.
 On MSDS the factors are known: in MSDS1 every ellipse shares one colour (a global factor) and
 has its own orientation (a local one); MSDS2 swaps the roles. Each traversed latent is
 therefore also scored by its correlation with those labels over encoded test images.
-'''),
-    code('''
+"""),
+    code("""
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -40,24 +44,24 @@ seed_everything(seed)
 model, source = load_flow(dataset, prior, checkpoint, device)
 test = load_dataset(dataset, "test", size=settings.images)
 print(f"model: {source}; {len(test)} {dataset} test images")
-'''),
-    md('''
+"""),
+    md("""
 ## Rank the latents of each level by receptive-field strength
-'''),
-    code('''
+"""),
+    code("""
 strengths = cached_strengths(model, settings.strength_samples, seed)
 chosen = {h: rank_latents(strengths, h, top=per_level) for h in levels_shown}
 for h, latents in chosen.items():
     print(f"level {h}: strongest {latents}")
-'''),
-    md('''
+"""),
+    md("""
 ## What each chosen latent correlates with (MSDS labels)
 
 Latents of encoded test images against the global factor (the image's mean ellipse colour in
 MSDS1; its mean orientation in MSDS2, as cos 2θ, sin 2θ) and the local one (each ellipse's
 orientation in MSDS1, colour in MSDS2; the ellipse whose tile holds the latent's site).
-'''),
-    code('''
+"""),
+    code("""
 with torch.no_grad():
     z = torch.cat([model.encode(test.images[k : k + 250].to(device))
                    for k in range(0, len(test), 250)]).cpu()
@@ -82,15 +86,15 @@ if dataset in ("msds1", "msds2") and labels is not None:
 else:
     rows = []
     print("no labels for this dataset: latents are shown by strength only")
-'''),
-    md('''
+"""),
+    md("""
 ## Traverse each latent on two test images
 
 Each row moves one latent from -2.5 to +2.5 (prior standard deviations) with every other
 latent of the encoded image fixed. The change must stay inside the latent's generation cone
 (checked exactly) and must be visible (checked: a non-zero change for every traversal).
-'''),
-    code('''
+"""),
+    code("""
 values = torch.linspace(-span, span, frames).tolist()
 base = z[:2].to(device)
 movies = {}
@@ -106,8 +110,8 @@ for h, latents in chosen.items():
         check(bool((change[~cone] == 0).all()), f"latent {(c, i, j)} changed pixels off its cone")
         check(change.max().item() > 0, f"moving latent {(c, i, j)} changed nothing")
 print(f"{len(movies)} traversals, all confined to their cones")
-'''),
-    code('''
+"""),
+    code("""
 n_rows = len(movies) * 2
 fig, axes = plt.subplots(n_rows, frames + 1, figsize=(1.3 * (frames + 1), 1.3 * n_rows),
                          squeeze=False)
@@ -128,12 +132,12 @@ savefig(fig, "fig5_latent_traversals", out_dir, pdf=True,
         meta={"model": source, "latents": {str(k): v for k, v in chosen.items()},
               "values": values, "label_correlations": rows})
 plt.show()
-'''),
-    md('''
+"""),
+    md("""
 **What this run shows.** Each traversal changes the image only where the latent's cone
 allows, at the scale of its level. On MSDS, the correlations printed above say which factor
 each strong latent has learned; notebook 10 measures, level by level, how much of each factor
 the latents carry.
-'''),
+"""),
 ]
 write("notebooks/05_learned_factors.ipynb", cells)

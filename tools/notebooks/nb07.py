@@ -3,7 +3,7 @@ import sys
 sys.path.insert(0, "tools")
 from nbbuild import code, md, write
 
-PARAMS = '''
+PARAMS = """
 profile = "smoke"  # "smoke": two CPU cores, shipped models; "paper": the paper's settings, GPU
 dataset = "msds1"  # MSDS1 or MSDS2: their labels make the probes possible
 laplace_checkpoint = None  # a checkpoint path; None: the shipped <dataset>-laplace model
@@ -12,11 +12,11 @@ device = "cpu"
 seed = 0
 out_dir = "../figures"
 probe_sizes = (1, 2, 4, 8, 16, 32, 64, 128, 256)  # k, the number of latents a probe may use
-'''
+"""
 
 cells = [
     code(PARAMS, tags=["parameters"]),
-    md('''
+    md("""
 # Fig. 7 — sparse (Laplace) against Gaussian prior
 
 **The paper's claim.** The Laplace prior is what makes RG-Flow's latents *sparse* and better
@@ -35,8 +35,8 @@ compared on four measurements:
 3. **how many latents carry each MSDS factor** — a ridge probe on the k latents most
    correlated with the factor, and the smallest k reaching 90% of the best held-out R^2;
 4. **test bits/dim**.
-'''),
-    code('''
+"""),
+    code("""
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -72,8 +72,8 @@ if len(models) < 2:
     print("only one prior has a model: its numbers are shown, the comparison is skipped")
 test = load_dataset(dataset, "test", size=settings.images)
 print(f"{len(test)} {dataset} test images")
-'''),
-    md('''
+"""),
+    md("""
 ## 1. Receptive-field strength per level
 
 The strength of latent l is the sum over pixels of its receptive field E_z |dx/dz_l|_c
@@ -81,8 +81,8 @@ The strength of latent l is the sum over pixels of its receptive field E_z |dx/d
 models; `rgflow.explain.receptive_field_strengths`, cached per model as in notebook 04). Both
 priors have unit variance, so strengths are on one scale; the tail statistics do not depend
 on the scale anyway.
-'''),
-    code('''
+"""),
+    code("""
 strengths, tails = {}, {}
 for prior, (model, _) in models.items():
     result = cached_strengths(model, settings.strength_samples, seed)
@@ -101,8 +101,8 @@ for prior, by_level in tails.items():
     for h, t in by_level.items():
         print(f"{prior:9s} {h:5d} {t['n']:7d} {t['mean']:7.3f} {t['max']:7.3f} "
               f"{t['kurtosis']:8.3f} {t['top_decile_share']:7.3f}")
-'''),
-    md('''
+"""),
+    md("""
 ## 2. Correlation of the latents over test images
 
 The latents of the encoded test images, level by level: mean |corr| over distinct pairs. A
@@ -110,8 +110,8 @@ prior that factorises makes independent latents the goal of training; with N ima
 independent latents still show a mean |corr| of about sqrt(2 / (pi N)) from sampling alone.
 At the top level the pairs are also split into the colour channels of one site and latents
 of different sites.
-'''),
-    code('''
+"""),
+    code("""
 latents, offdiag, top_corr, top_split = {}, {}, {}, {}
 floor = float(np.sqrt(2 / (np.pi * len(test))))
 for prior, (model, _) in models.items():
@@ -135,8 +135,8 @@ for prior, by_level in offdiag.items():
           + "  ".join(f"{h}: {v:.3f}" for h, v in by_level.items()))
     print(f"{'':9s} top level: channels of the same site {top_split[prior]['same site']:.3f}, "
           f"different sites {top_split[prior]['different sites']:.3f}")
-'''),
-    md('''
+"""),
+    md("""
 ## 3. How many latents carry each factor
 
 The MSDS labels give the factors: on MSDS1 the colour shared by all ellipses (global) and
@@ -144,8 +144,8 @@ each ellipse's orientation (local); on MSDS2 the shared orientation and each ell
 For each factor, the latents of all levels are ranked by their correlation with it on the
 training part of the test images (80%); a ridge probe on the top k is scored on the other
 20%. For the local factor this is done for each of the 16 ellipses and averaged.
-'''),
-    code('''
+"""),
+    code("""
 factors = msds_factors(dataset, test.labels)
 curves, needed = {}, {}
 for prior in models:
@@ -175,15 +175,15 @@ for prior in models:
           f"local (median over ellipses) {needed[prior]['local']}; levels of the global "
           f"ones (0..3): {needed[prior]['global_levels']}")
 check(all(np.isfinite(v).all() for c in curves.values() for v in c.values()), "finite R^2")
-'''),
-    md('''
+"""),
+    md("""
 ## 4. Test bits/dim
 
 The shipped models' registry holds the test bits/dim of the training run (notebook 11
 re-evaluates it on a subset); a model given by checkpoint is evaluated here on the test
 images above.
-'''),
-    code('''
+"""),
+    code("""
 bpd = {}
 for prior, (model, source) in models.items():
     record = shipped_models().get(source)
@@ -195,11 +195,11 @@ for prior, (model, source) in models.items():
     print(f"{prior:9s} {bpd[prior][0]:.3f} bits/dim ({bpd[prior][1]})")
 check(all(np.isfinite(v) and 0 < v < 8 for v, _ in bpd.values()),
       "bits/dim of a trained model lies between 0 and 8 (uniform noise)")
-'''),
-    md('''
+"""),
+    md("""
 ## The figure
-'''),
-    code('''
+"""),
+    code("""
 colours = {"laplace": "tab:red", "gaussian": "tab:blue"}
 fig, axes = plt.subplots(2, 3, figsize=(11, 6.5))
 ax = axes[0, 0]
@@ -259,8 +259,8 @@ results = {
 }
 savefig(fig, "fig7_sparse_vs_gaussian", out_dir, pdf=True, meta=results)
 plt.show()
-'''),
-    md('''
+"""),
+    md("""
 **What this run shows.** The two shipped MSDS1 models (`small` preset, 800 CPU training
 steps, about 3.5 bits/dim where the reproduction reached 1.86) differ in one of the four
 measurements:
@@ -290,6 +290,6 @@ So, at this training budget, the Laplace prior does make the receptive-field str
 sparser, in the direction the paper claims. It does not yet put the factors into fewer or
 less correlated latents. Testing the full claim needs models trained to convergence
 (`profile="paper"` with GPU-trained checkpoints).
-'''),
+"""),
 ]
 write("notebooks/07_sparse_vs_gaussian.ipynb", cells)

@@ -5,13 +5,17 @@ from nb03 import PARAMS
 from nbbuild import code, md, write
 
 cells = [
-    code(PARAMS + '''t_high = 0.8  # temperature of the cutoff level and above
+    code(
+        PARAMS
+        + """t_high = 0.8  # temperature of the cutoff level and above
 t_low = 0.2  # temperature of the levels below
 cutoff = 1  # lambda in the paper's Appendix B
 uniform = (0.2, 0.5, 0.8, 1.0)  # uniform temperatures to compare with
 n_samples = 64  # samples per setting for the statistics
-''', tags=["parameters"]),
-    md('''
+""",
+        tags=["parameters"],
+    ),
+    md("""
 # Appendix B — mixed effective temperature
 
 **The paper's claim.** Lowering the temperature of a flow's prior trades diversity for
@@ -24,8 +28,8 @@ Two statistics make the claim measurable: the *coarse diversity* (the standard d
 across samples of the 4 x 4 tile means) and the *detail energy* (the mean squared difference
 of neighbouring pixels). The mixed setting should have the coarse diversity of a high
 temperature and a detail energy closer to that of a low one.
-'''),
-    code('''
+"""),
+    code("""
 import matplotlib.pyplot as plt
 import torch
 
@@ -40,14 +44,14 @@ model, source = load_flow(dataset, prior, checkpoint, device)
 H = model.lattice.n_levels
 mixed = mixed_temperature(model, high=t_high, low=t_low, cutoff=cutoff)
 print(f"model: {source}; per-level temperatures (level 0 first): {mixed}")
-'''),
-    md('''
+"""),
+    md("""
 ## The per-level temperature reaches the latents
 
 Latents are drawn as T times a unit-variance prior sample, so the sample standard deviation
 of each level's latents must be its temperature.
-'''),
-    code('''
+"""),
+    code("""
 g = torch.Generator().manual_seed(seed)
 with torch.no_grad():
     z = model.sample_latents(n_samples, mixed, generator=g).cpu()
@@ -55,11 +59,11 @@ for h in range(H):
     std = z[..., model.level_map.cpu() == h].std().item()
     print(f"level {h}: temperature {mixed[h]:.1f}, latent std {std:.2f}")
     check(abs(std - mixed[h]) < 0.1 * mixed[h] + 0.02, f"level {h} latents have the wrong std")
-'''),
-    md('''
+"""),
+    md("""
 ## Samples and their statistics, same seed for every setting
-'''),
-    code('''
+"""),
+    code("""
 settings_ = {f"T = {t}": t for t in uniform}
 settings_[f"mixed {t_high}/{t_low}, lambda={cutoff}"] = mixed
 images, stats = {}, {}
@@ -71,8 +75,8 @@ for name, temperature in settings_.items():
 print(f"{'setting':28s} | coarse diversity | detail energy")
 for name, (div, energy) in stats.items():
     print(f"{name:28s} | {div:16.4f} | {energy:13.5f}")
-'''),
-    code('''
+"""),
+    code("""
 shown = min(8, n_samples)
 fig, axes = plt.subplots(len(images), 1, figsize=(1.1 * shown, 1.25 * len(images)))
 for ax, (name, x) in zip(axes, images.items()):
@@ -84,11 +88,11 @@ savefig(fig, "figB_mixed_temperature", out_dir, pdf=True,
         meta={"model": source, "temperatures": {k: v for k, v in settings_.items()},
               "coarse_diversity_and_detail_energy": stats, "n_samples": n_samples})
 plt.show()
-'''),
-    md('''
+"""),
+    md("""
 ## Does the mixed setting behave as claimed?
-'''),
-    code('''
+"""),
+    code("""
 mixed_name = list(stats)[-1]
 div_mixed, energy_mixed = stats[mixed_name]
 div_high, energy_high = stats[f"T = {t_high}"]
@@ -99,12 +103,12 @@ print(f"coarse diversity: mixed {div_mixed:.4f}, T={t_high} {div_high:.4f}, "
       f"T={t_low} {div_low:.4f} -> closer to the high temperature: {keeps_variety}")
 print(f"detail energy: mixed {energy_mixed:.5f}, T={t_high} {energy_high:.5f}, T={t_low} "
       f"{energy_low:.5f} -> below the high temperature: {calmer_detail}")
-'''),
-    md('''
+"""),
+    md("""
 **What this run shows.** See the two lines above: they state whether the mixed temperature
 keeps the coarse variety of the high temperature and calms the detail below it, for this
 model. The per-level temperature is checked exactly; the image statistics are reported, not
 asserted, because a CPU-sized model may not yet show the effect.
-'''),
+"""),
 ]
 write("notebooks/09_mixed_temperature.ipynb", cells)

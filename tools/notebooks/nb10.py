@@ -3,7 +3,7 @@ import sys
 sys.path.insert(0, "tools")
 from nbbuild import code, md, write
 
-PARAMS = '''
+PARAMS = """
 profile = "smoke"  # "smoke": two CPU cores, shipped models; "paper": the paper's settings, GPU
 prior = "laplace"  # "laplace" or "gaussian": the prior of both models
 msds1_checkpoint = None  # a checkpoint path; None: the shipped msds1-<prior> model
@@ -12,11 +12,11 @@ device = "cpu"
 seed = 0
 out_dir = "../figures"
 temperature = 1.0  # of the samples shown
-'''
+"""
 
 cells = [
     code(PARAMS, tags=["parameters"]),
-    md('''
+    md("""
 # Fig. 10 — the synthetic multi-scale datasets MSDS1 and MSDS2
 
 **The paper's claim.** On images built from factors at two known scales, RG-Flow puts each
@@ -30,8 +30,8 @@ For each dataset: samples from the model, then a linear probe per level — a ri
 regression from that level's latents of encoded test images to each factor, scored by
 held-out R^2 (penalty chosen on a validation split). As a reference, the same probe from the
 pixels (logit space) shows how linearly readable each factor is at all.
-'''),
-    code('''
+"""),
+    code("""
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -62,15 +62,15 @@ for name, ckpt in checkpoints.items():
         print(f"{name}: {loaded[1]}, {loaded[0].num_parameters():,} parameters")
 check(len(models) > 0, "no MSDS model at all")
 print(f"{settings.images} test images per dataset")
-'''),
-    md('''
+"""),
+    md("""
 ## Which factor is shared in which dataset
 
 Read from the labels, not assumed: within one image, MSDS1's ellipse colours stay within
 +-32 of a shared colour and its orientations spread over the half circle; MSDS2's
 orientations stay within 45 degrees of a shared one and its colours spread over the cube.
-'''),
-    code('''
+"""),
+    code("""
 factors = {}
 for name, test in tests.items():
     labels = test.labels.long()
@@ -87,19 +87,19 @@ check(int((tests["msds1"].labels[..., 3:].amax(dim=(1, 2))
 check(int((tests["msds2"].labels[..., 2].amax(dim=(1, 2))
            - tests["msds2"].labels[..., 2].amin(dim=(1, 2))).max()) <= 45,
       "MSDS2 shares the orientation (within 45 degrees)")
-'''),
-    md('''
+"""),
+    md("""
 ## Samples
-'''),
-    code('''
+"""),
+    code("""
 samples = {}
 for name, (model, _) in models.items():
     samples[name] = sample_images(model, settings.grid, temperature, seed=seed)
     check(samples[name].shape == (settings.grid, 3, 32, 32), "one 32 x 32 RGB image each")
     check(bool(torch.isfinite(samples[name]).all()), "finite samples")
 print(f"{settings.grid} samples per model at temperature {temperature}")
-'''),
-    md('''
+"""),
+    md("""
 ## Which level carries which factor
 
 Held-out R^2 of the probe from each level's latents (levels 0 finest .. 3 top), and from the
@@ -107,8 +107,8 @@ pixels. 1 means the factor is a linear function of those latents; 0 means no bet
 guessing the mean. The levels hold very different numbers of latents (2304 .. 48), so a
 second probe gives every level the same budget: the 48 latents of the level most correlated
 with the factor (ranked on the training part only).
-'''),
-    code('''
+"""),
+    code("""
 probes, budget_probes, pixel_probes = {}, {}, {}
 for name, (model, _) in models.items():
     test = tests[name]
@@ -138,8 +138,8 @@ for name in models:
 check(all(np.isfinite(list(v.values())).all() and max(v.values()) <= 1
           for table in (probes, budget_probes) for p in table.values() for v in p.values()),
       "R^2 finite and at most 1")
-'''),
-    code('''
+"""),
+    code("""
 names = list(models)
 fig, axes = plt.subplots(len(names), 3, figsize=(10, 3.3 * len(names)), squeeze=False)
 for row, name in enumerate(names):
@@ -174,8 +174,8 @@ results = {
 }
 savefig(fig, "fig10_msds", out_dir, pdf=True, meta=results)
 plt.show()
-'''),
-    md('''
+"""),
+    md("""
 **What this run shows.** *Samples.* The shipped models (`small` preset, 800 CPU training
 steps) draw coloured blobs on a black background, roughly on the 4 x 4 grid, but not yet
 clean ellipses. In the MSDS1 samples the blobs do not share a colour, so the model has not
@@ -192,6 +192,6 @@ pixels give 0.94.
 So the local factors do sit at the low levels, as the paper's reading expects, and the top
 level carries none of them. But the global factors are not concentrated at the top level:
 with these under-trained models that part of the claim is not reproduced.
-'''),
+"""),
 ]
 write("notebooks/10_msds.ipynb", cells)

@@ -3,15 +3,15 @@ import sys
 sys.path.insert(0, "tools")
 from nbbuild import code, md, write
 
-PARAMS = '''
+PARAMS = """
 profile = "smoke"  # "smoke": two CPU cores, shipped models; "paper": the paper's settings, GPU
 device = "cpu"
 out_dir = "../figures"
-'''
+"""
 
 cells = [
     code(PARAMS, tags=["parameters"]),
-    md('''
+    md("""
 # Fig. 11 — test likelihood (bits/dim) of every model
 
 **The paper's claim.** RG-Flow is a normalizing flow, so it gives exact likelihoods; its
@@ -26,8 +26,8 @@ bits/dim = (-log p(x) / D + ln 256) / ln 2 of the dequantised test images (D = C
 Every shipped model is listed; its registry value (measured at the end of its training run)
 is checked against a fresh evaluation on the first test images, with the same seeded
 dequantisation noise, so the two may differ only by which images are averaged.
-'''),
-    code('''
+"""),
+    code("""
 import math
 
 import matplotlib.pyplot as plt
@@ -47,15 +47,15 @@ REFERENCE = {  # the independent reproduction's test bits/dim (Idg772, Table 1)
 }
 registry = shipped_models()
 print(f"{len(registry)} shipped models: {sorted(registry) or 'none'}")
-'''),
-    md('''
+"""),
+    md("""
 ## Re-evaluate each model on the first test images
 
 The registry value averages N test images; the subset holds the first n of the same images
 with the same noise. Treating the subset as a random draw of n out of N, its mean lies within
 4 standard errors (with the finite-population factor sqrt(1 - n/N)) of the registry value.
-'''),
-    code('''
+"""),
+    code("""
 rows = []
 for name, record in sorted(registry.items()):
     model = load_pretrained(name, device=device)
@@ -76,11 +76,11 @@ for name, record in sorted(registry.items()):
     check(0 < mean < 8, f"{name}: a trained model beats uniform noise (8 bits/dim)")
 if not rows:
     print("no shipped model: nothing to evaluate (train one with tools/train_shipped.sh)")
-'''),
-    md('''
+"""),
+    md("""
 ## The table
-'''),
-    code('''
+"""),
+    code("""
 header = (f"{'dataset':14s} {'prior':9s} {'model':20s} {'steps':>5s} {'registry (N)':>14s} "
           f"{'subset (n) +- s.e.':>22s} {'reproduction':>12s}")
 print(header)
@@ -95,8 +95,8 @@ for (data, prior), ref in REFERENCE.items():
     if (data, prior) not in have:
         print(f"{data:14s} {prior:9s} {'no model here':20s} {'':5s} {'-':>14s} {'-':>22s} "
               f"{ref:12.3f}")
-'''),
-    code('''
+"""),
+    code("""
 datasets = sorted({r["dataset"] for r in rows} | {d for d, _ in REFERENCE})
 colours = {"laplace": "tab:red", "gaussian": "tab:blue"}
 fig, ax = plt.subplots(figsize=(7, 3.6))
@@ -119,8 +119,8 @@ savefig(fig, "fig11_likelihood", out_dir, pdf=True,
         meta={"rows": rows, "reference": {f"{d}-{p}": v for (d, p), v in REFERENCE.items()},
               "reference_source": "Idg772 reproduction, Table 1 (rgflow-paper.md section 6)"})
 plt.show()
-'''),
-    md('''
+"""),
+    md("""
 **What this run shows.** The fresh evaluation confirms every shipped model's registry value
 to within 0.003 bits/dim, well inside the subset's noise. All five models are far from the
 reproduction's numbers: 3.54 (Laplace) and 3.57 (Gaussian) on MSDS1 against 1.86 and 1.85,
@@ -136,6 +136,6 @@ disk and a GPU-length run.
 The paper itself gives no verified bits/dim. What can be checked holds: the flow gives
 exact, finite test likelihoods, and the choice of prior barely changes them. Matching the
 reproduction's values needs the full training.
-'''),
+"""),
 ]
 write("notebooks/11_likelihood.ipynb", cells)

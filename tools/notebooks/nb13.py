@@ -4,12 +4,15 @@ sys.path.insert(0, "tools")
 from nbbuild import code, md, write
 
 cells = [
-    code('''
+    code(
+        """
 profile = "smoke"  # "smoke": two CPU cores, shipped models; "paper": the paper's settings, GPU
 figures_dir = "../figures"  # where notebooks 04-11 wrote their measurements (<figure>.json)
 out_dir = "../figures"
-''', tags=["parameters"]),
-    md('''
+""",
+        tags=["parameters"],
+    ),
+    md("""
 # The paper's claims, measured
 
 Each qualitative claim of RG-Flow becomes a number computed by this project on its own
@@ -21,7 +24,7 @@ paper's statement, the measured value with its model and data, and a verdict: **
 
 The shipped models are small (2.4M parameters) and trained for 800 steps on two CPU cores;
 where they are too weak to show a claim, the verdict says so rather than the claim failing.
-'''),
+"""),
     code('''
 import json
 from pathlib import Path
@@ -51,14 +54,14 @@ def claim(number, statement, value, verdict, source):
                    "verdict": verdict, "source": source})
     print(f"[{number}] {verdict.upper()}: {value}")
 '''),
-    md('''
+    md("""
 ## 1. The model is the authors' architecture
 
 The `celeba32` preset must have exactly the authors' 100,647,680 parameters (built on the
 `meta` device: shapes only, no memory), split over 8 RG layers; the 32 x 32 lattice with 4 x 4
 blocks must hold 768 / 192 / 48 / 16 sites on levels 0..3.
-'''),
-    code('''
+"""),
+    code("""
 with torch.device("meta"):
     celeba = RGFlow(get_preset("celeba32").config)
 per_layer = [sum(p.numel() for p in layer.parameters()) for layer in celeba.layers]
@@ -75,14 +78,14 @@ claim(1, "RG-Flow on CelebA 32x32 has 100,647,680 parameters; MERA-like lattice"
       f"{total:,} parameters ({', '.join(f'{n:,}' for n in per_layer)} per layer); sites per "
       f"level {list(sites)}; one pixel's cone {cone.min()}-{cone.max()} latent sites "
       f"(mean {cone.mean():.2f})", "agree", "rgflow.model, rgflow.lattice")
-'''),
-    md('''
+"""),
+    md("""
 ## 2. Receptive fields grow with the level, about doubling per level
 
 From notebook 04: the median effective size (the smallest square holding 90% of the map) of
 the strongest latents of each level.
-'''),
-    code('''
+"""),
+    code("""
 rf = measured("fig4b_receptive_fields")
 if rf and "effective_size_median" in rf:
     sizes = rf["effective_size_median"]
@@ -95,15 +98,15 @@ if rf and "effective_size_median" in rf:
 else:
     claim(2, "receptive fields grow about x2 per level", "run notebook 04 first",
           "not yet measurable", "notebook 04")
-'''),
-    md('''
+"""),
+    md("""
 ## 3. The sparse (Laplace) prior gives sparser, more disentangled latents
 
 From notebook 07, the same architecture trained on MSDS1 with each prior: the tail of the
 receptive-field strengths at the top levels, the mean off-diagonal correlation of the
 top-level latents, and how many latents a linear probe needs for 90% of its R^2.
-'''),
-    code('''
+"""),
+    code("""
 sg = measured("fig7_sparse_vs_gaussian")
 if sg and {"laplace", "gaussian"} <= set(sg.get("models", {})):
     tails, corr, need = sg["rf_strength_tails"], sg["offdiag_abs_corr"], sg["latents_for_90pct"]
@@ -133,16 +136,16 @@ else:
     claim(3, "Laplace prior gives sparser, more disentangled latents",
           "needs a Laplace and a Gaussian model of one dataset (notebook 07)",
           "not yet measurable", "notebook 07")
-'''),
-    md('''
+"""),
+    md("""
 ## 4. Scales separate: global factors at the top levels, per-ellipse factors below
 
 From notebook 10: held-out R^2 of linear probes from each level's latents. The level
 centroid of a factor is the R^2-weighted mean level; the claim holds when the global factor is
 best read from a higher level than the per-ellipse one and its centroid lies at least a quarter
 level above, on MSDS1 (colour global) and MSDS2 (orientation global).
-'''),
-    code('''
+"""),
+    code("""
 msds = measured("fig10_msds")
 probes = (msds or {}).get("level_r2", {})
 for name in ("msds1", "msds2"):
@@ -161,14 +164,14 @@ for name in ("msds1", "msds2"):
           f"R^2-weighted level: global {centroid['global']:.2f}, per-ellipse "
           f"{centroid['local']:.2f}; best level global {best['global']}, per-ellipse "
           f"{best['local']}", "agree" if ok else "disagree", f"notebook 10, {name}")
-'''),
-    md('''
+"""),
+    md("""
 ## 5. Mixing in the scaling direction keeps A's coarse structure and B's detail
 
 From notebook 06: at each cut h, the share of A in the mix's 2^h-tile means and the share of B
 in its detail. The claim needs a cut where both are above one half.
-'''),
-    code('''
+"""),
+    code("""
 mix = measured("fig6a_level_mixing")
 if mix:
     a, b = mix["coarse_share_A"], mix["detail_share_B"]
@@ -181,14 +184,14 @@ if mix:
 else:
     claim(5, "level mixing keeps coarse structure and details", "run notebook 06 first",
           "not yet measurable", "notebook 06")
-'''),
-    md('''
+"""),
+    md("""
 ## 6. Inpainting needs only O(log L) latents
 
 From notebook 08: latent sites in the causal cone of a fixed hole as L grows, against all L^2
 sites, and the quality of cone-only inpainting against updating every latent.
-'''),
-    code('''
+"""),
+    code("""
 inp, cost = measured("fig8_inpainting"), measured("fig8_inpainting_cost")
 if cost:
     per_l = cost["cost"]
@@ -208,15 +211,15 @@ if cost:
 else:
     claim(6, "inpainting touches O(log L) latents", "run notebook 08 first",
           "not yet measurable", "notebook 08")
-'''),
-    md('''
+"""),
+    md("""
 ## 7. Likelihood
 
 Test bits/dim of every shipped model (from its registry entry, written at the end of its
 training run on 5,000 test images) against the independent reproduction's MSDS1 1.86 and MSDS2
 1.94 bits/dim (itself under-trained by its own account).
-'''),
-    code('''
+"""),
+    code("""
 reference = {"msds1": 1.86, "msds2": 1.94}
 for name, entry in sorted(shipped_models().items()):
     data = entry["dataset"]
@@ -230,11 +233,11 @@ for name, entry in sorted(shipped_models().items()):
     verdict = "agree" if entry["test_bpd"] <= ref + 0.05 else "not yet measurable"
     claim(7, f"{data}: about {ref} bits/dim (independent reproduction)", text, verdict,
           "rgflow/weights/registry.json")
-'''),
-    md('''
+"""),
+    md("""
 ## The table
-'''),
-    code('''
+"""),
+    code("""
 lines = ["| # | the paper says | measured here | verdict |", "|---|---|---|---|"]
 def cell(text):
     return str(text).replace("|", "\\|")  # a bare | would end the table cell
@@ -253,8 +256,8 @@ counts = {v: sum(c["verdict"] == v for c in claims)
           for v in ("agree", "disagree", "not yet measurable")}
 print(counts)
 check(len(claims) >= 7, "every claim has a row")
-'''),
-    md('''
+"""),
+    md("""
 **What this run shows.** The architecture and lattice are the authors' exactly, and the
 inpainting cost is logarithmic by construction of the lattice. The learned claims (receptive
 fields, the prior's sparsity, scale separation, mixing, likelihood) are measured on models
@@ -262,6 +265,6 @@ trained for 800 steps on two CPU cores: the verdicts above are honest for those 
 a "disagree" or "not yet measurable" there says that the claim needs the paper's training
 length (hundreds of epochs on a GPU) to be shown or refuted, not that it is false. The same
 notebooks with `profile="paper"` and a longer-trained checkpoint decide them.
-'''),
+"""),
 ]
 write("notebooks/13_claims.ipynb", cells)
