@@ -165,15 +165,15 @@ def run_one(args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     model = RGFlow(preset.config)
     _perturb_(model)
-    set_fast(model, args.path != "plain")
-    set_recompute(model, args.recompute)
+    set_fast(model, args.path == "fast")
+    set_recompute(model, "all" if args.path == "reference" else args.recompute)
     optimizer = torch.optim.AdamW(
         model.parameters(),
         lr=1e-3,
         weight_decay=preset.weight_decay,
         **{"fused": {"fused": True}, "foreach": {"foreach": True}, "for-loop": {}}[args.optimizer],
     )
-    if args.compile:
+    if args.compile == "on":
         model.log_prob = torch.compile(model.log_prob)
     pixels = torch.randint(0, 256, (args.batch_size, 3, 32, 32), dtype=torch.uint8)
     noise = torch.Generator().manual_seed(1)
@@ -233,9 +233,9 @@ def run_one(args: argparse.Namespace) -> dict:
         "preset": args.preset,
         "path": args.path,
         "precision": args.precision,
-        "recompute": args.recompute,
+        "recompute": "all" if args.path == "reference" else args.recompute,
         "optimizer": args.optimizer,
-        "compile": args.compile,
+        "compile": args.compile == "on",
         "batch": args.batch_size,
         "threads": torch.get_num_threads(),
         "parameters": model.num_parameters(),
@@ -267,7 +267,7 @@ def run_bpd(args: argparse.Namespace) -> dict:
     from rgflow.train import TrainConfig, train
 
     torch.set_num_threads(args.threads)
-    if args.path == "plain":  # every coupling built from here on takes the plain path
+    if args.path in ("plain", "reference"):  # every coupling built from here on: plain path
         init = coupling.RealNVPCoupling.__init__
 
         def plain_init(self, *a, **k) -> None:
@@ -285,6 +285,7 @@ def run_bpd(args: argparse.Namespace) -> dict:
             out_dir=out,
             resume=False,
             precision=args.precision,
+            compile=args.compile == "on",
             log_every=args.bpd_steps,
         )
         result = train(config, progress=False)
@@ -293,6 +294,7 @@ def run_bpd(args: argparse.Namespace) -> dict:
         "preset": args.preset,
         "path": args.path,
         "precision": args.precision,
+        "compile": args.compile == "on",
         "data": args.data,
         "steps": result["steps"],
         "test_bpd": result["test_bpd"],
@@ -351,12 +353,24 @@ def _peak_rss_mib() -> float:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", nargs="+", default=["tiny", "small"], choices=sorted(PRESETS))
-    p.add_argument("--path", nargs="+", default=["plain", "fast"], choices=["plain", "fast"])
+    p.add_argument(
+        "--path",
+        nargs="+",
+        default=["plain", "fast"],
+        choices=["reference", "plain", "fast"],
+        help="reference: the plain path with the authors' recomputation (checkpointing)",
+    )
     p.add_argument("--precision", nargs="+", default=["float32"], choices=["float32", "bfloat16"])
     p.add_argument("--batch-size", type=int, default=REFERENCE_BATCH)
     p.add_argument("--recompute", default="none", choices=["none", "swish", "all"])
     p.add_argument("--optimizer", default="fused", choices=["fused", "foreach", "for-loop"])
-    p.add_argument("--compile", action="store_true", help="torch.compile(model.log_prob)")
+    p.add_argument(
+        "--compile",
+        nargs="+",
+        default=["off"],
+        choices=["off", "on"],
+        help="torch.compile(model.log_prob): off, on, or both (one configuration each)",
+    )
     p.add_argument("--steps", type=int, default=5, help="timed steps (the median is shown)")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--sample-reps", type=int, default=3)
@@ -383,17 +397,26 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _table(rows: list[dict]) -> str:
+    """Markdown table; "this run" divides by the same preset's float32 reference-path row."""
     head = (
-        "| preset | path | precision | batch | s/step | images/s | vs reference | GFLOP/step "
-        "| GFLOP/s | matmul GFLOP/s | fraction | peak RSS MiB | sample images/s | others |"
+        "| preset | path | precision | batch | s/step | images/s | vs quoted reference "
+        "| vs reference path, this run | GFLOP/step | GFLOP/s | matmul GFLOP/s | fraction "
+        "| peak RSS MiB | sample images/s | others |"
     )
     lines = [head, "|" + "|".join("---" for _ in range(head.count("|") - 1)) + "|"]
+    reference_path = {
+        (r["preset"], r["batch"]): r["step_s"]
+        for r in rows
+        if r["path"] == "reference" and r["precision"] == "float32" and not r.get("compile")
+    }
     for r in rows:
         ratio = f"{r['vs_reference']:.2f}x" if r["vs_reference"] else "-"
+        same_run = reference_path.get((r["preset"], r["batch"]))
+        same_run = f"{same_run / r['step_s']:.2f}x" if same_run else "-"
         lines.append(
             f"| {r['preset']} | {r['path']}{' + compile' * bool(r.get('compile'))} "
             f"| {r['precision']} | {r['batch']} "
-            f"| {r['step_s']:.3f} | {r['images_per_s']:.1f} | {ratio} "
+            f"| {r['step_s']:.3f} | {r['images_per_s']:.1f} | {ratio} | {same_run} "
             f"| {r['useful_gflop']:.1f} | {r['gflop_per_s']:.0f} "
             f"| {r['matmul_gflop_per_s']:.0f} | {r['fraction_of_matmul']:.2f} "
             f"| {r['peak_rss_mib']:.0f} | {r['sample_images_per_s']:.1f} "
@@ -419,54 +442,61 @@ def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.child:  # one configuration: the lists hold one value each
         args.preset, args.path, args.precision = args.preset[0], args.path[0], args.precision[0]
+        args.compile = args.compile[0]
         print(json.dumps(run_bpd(args) if args.bpd_steps else run_one(args)))
         return
 
     rows = []
-    for preset in args.preset:
-        for path in args.path:
-            for precision in args.precision:
-                argv_child = [
-                    sys.executable,
-                    __file__,
-                    "--child",
-                    "--preset",
-                    preset,
-                    "--path",
-                    path,
-                    "--precision",
-                    precision,
-                    "--batch-size",
-                    str(args.batch_size),
-                    "--recompute",
-                    args.recompute,
-                    "--optimizer",
-                    args.optimizer,
-                    "--steps",
-                    str(args.steps),
-                    "--warmup",
-                    str(args.warmup),
-                    "--sample-reps",
-                    str(args.sample_reps),
-                    "--threads",
-                    str(args.threads),
-                ]
-                argv_child += ["--compile"] * args.compile + ["--count-flops"] * args.count_flops
-                if args.bpd_steps:
-                    argv_child += ["--bpd-steps", str(args.bpd_steps), "--data", args.data]
-                    argv_child += ["--test-size", str(args.test_size)]
-                if args.wait_idle:
-                    wait_until_idle(args.wait_idle)
-                done = subprocess.run(argv_child, capture_output=True, text=True)
-                if done.returncode != 0:
-                    print(f"{preset} {path} {precision}: failed\n{done.stderr}", file=sys.stderr)
-                    continue
-                row = json.loads(done.stdout.strip().splitlines()[-1])
-                rows.append(row)
-                print(json.dumps(row), flush=True)
-                if args.json:
-                    with open(args.json, "a") as f:
-                        f.write(json.dumps(row) + "\n")
+    configurations = [
+        (preset, path, precision, compiled)
+        for preset in args.preset
+        for path in args.path
+        for precision in args.precision
+        for compiled in args.compile
+        if not (path == "reference" and compiled == "on")  # the authors' code is not compiled
+    ]
+    for preset, path, precision, compiled in configurations:
+        argv_child = [
+            sys.executable,
+            __file__,
+            "--child",
+            "--preset",
+            preset,
+            "--path",
+            path,
+            "--precision",
+            precision,
+            "--batch-size",
+            str(args.batch_size),
+            "--recompute",
+            args.recompute,
+            "--optimizer",
+            args.optimizer,
+            "--steps",
+            str(args.steps),
+            "--warmup",
+            str(args.warmup),
+            "--sample-reps",
+            str(args.sample_reps),
+            "--threads",
+            str(args.threads),
+        ]
+        argv_child += ["--compile", compiled] + ["--count-flops"] * args.count_flops
+        if args.bpd_steps:
+            argv_child += ["--bpd-steps", str(args.bpd_steps), "--data", args.data]
+            argv_child += ["--test-size", str(args.test_size)]
+        if args.wait_idle:
+            wait_until_idle(args.wait_idle)
+        done = subprocess.run(argv_child, capture_output=True, text=True)
+        if done.returncode != 0:
+            print(f"{preset} {path} {precision}: failed\n{done.stderr}", file=sys.stderr)
+            continue
+        row = json.loads(done.stdout.strip().splitlines()[-1])
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        if args.json:
+            with open(args.json, "a") as f:
+                f.write(json.dumps(row) + "\n")
     print(_bpd_table(rows) if args.bpd_steps else _table(rows))
 
 
