@@ -6,6 +6,8 @@ Run by hand (not a test), ideally on an otherwise idle machine:
     .venv/bin/python benchmarks/train_step.py --preset small --path fast --precision bfloat16
     .venv/bin/python benchmarks/train_step.py --preset tiny --precision float32 bfloat16 \\
         --bpd-steps 150 --data msds1        # test bits/dim after 150 steps of rgflow.train
+    python benchmarks/train_step.py --preset celeba32 --path fast --precision float32 bfloat16 \\
+        --device cuda --tf32 --steps 10     # on a GPU: fraction of the GPU's matmul rate
 
 Every (preset, path, precision) runs in a fresh subprocess, so that its peak resident memory
 is its own. One training step is what ``rgflow.train`` does per batch: dequantise and logit-
@@ -106,24 +108,37 @@ def flops(shapes: Counter[Shape]) -> int:
     return sum(2 * m * k * n * count for (m, k, n), count in shapes.items())
 
 
-def matmul_seconds(shape: Shape, dtype: torch.dtype, windows: int = 7) -> float:
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU), so that timings are complete."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_seconds(
+    shape: Shape, dtype: torch.dtype, windows: int = 7, device: torch.device | None = None
+) -> float:
     """Time of one bare torch.mm of this shape (contiguous operands).
 
     The median over ``windows`` windows of at least 50 ms each (the resolution of
     /proc/stat is 10 ms); windows during which other processes used the CPU are dropped
     if any clean ones remain.
     """
+    device = device or torch.device("cpu")
     m, k, n = shape
-    a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
+    a = torch.randn(m, k, device=device).to(dtype)
+    b = torch.randn(k, n, device=device).to(dtype)
     torch.mm(a, b)
+    synchronize(device)
     start = time.perf_counter()
     torch.mm(a, b)
+    synchronize(device)
     reps = max(1, int(0.05 / max(time.perf_counter() - start, 1e-6)))
     times = []
     for _ in range(windows):
         with OtherLoad() as load:
             for _ in range(reps):
                 torch.mm(a, b)
+            synchronize(device)
         times.append((load.cores >= CLEAN_CORES, load.seconds / reps))
     clean = [t for busy, t in times if not busy] or [t for _, t in times]
 
@@ -145,10 +160,10 @@ def _perturb_(model: RGFlow, seed: int = 0) -> None:
 
 def _train_step(model, optimizer, pixels, noise, precision: str) -> float:
     """The step of rgflow.train: preprocess, log_prob, backward, clip, AdamW."""
-    x = dequantize(pixels, noise)
+    x = dequantize(pixels, noise).to(model.level_map.device)  # noise drawn on the CPU
     y, logdet_logit = logit_transform(x)
     dtype = torch.bfloat16 if precision == "bfloat16" else None
-    with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+    with torch.autocast(y.device.type, dtype=dtype, enabled=dtype is not None):
         log_p = model.log_prob(y)
     loss = -(log_p.float() + logdet_logit).mean() / model.config.dims
     optimizer.zero_grad(set_to_none=True)
@@ -161,10 +176,16 @@ def _train_step(model, optimizer, pixels, noise, precision: str) -> float:
 
 def run_one(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda":  # TF32 for float32 matmuls only with --tf32 (torch's default)
+        torch.backends.cuda.matmul.allow_tf32 = args.tf32
+        torch.backends.cudnn.allow_tf32 = args.tf32
+        torch.cuda.reset_peak_memory_stats(device)
     preset = PRESETS[args.preset]
     torch.manual_seed(0)
     model = RGFlow(preset.config)
     _perturb_(model)
+    model.to(device)
     set_fast(model, args.path == "fast")
     set_recompute(model, "all" if args.path == "reference" else args.recompute)
     optimizer = torch.optim.AdamW(
@@ -202,19 +223,24 @@ def run_one(args: argparse.Namespace) -> dict:
     shapes = step_matmuls(preset.config, args.batch_size)
     useful = flops(shapes)
     mm_dtype = torch.bfloat16 if args.precision == "bfloat16" else torch.float32
-    mm_seconds = sum(count * matmul_seconds(s, mm_dtype) for s, count in shapes.items())
+    mm_seconds = sum(
+        count * matmul_seconds(s, mm_dtype, device=device) for s, count in shapes.items()
+    )
     reference_shape = (4096, 512, 512)
-    ref_rate = flops(Counter({reference_shape: 1})) / matmul_seconds(reference_shape, mm_dtype)
+    ref_rate = flops(Counter({reference_shape: 1})) / matmul_seconds(
+        reference_shape, mm_dtype, device=device
+    )
 
     # 3. sampling (generation direction, no graph)
     model.eval()
     dtype = torch.bfloat16 if args.precision == "bfloat16" else None
-    with torch.no_grad(), torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
-        g = torch.Generator().manual_seed(0)
+    with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        g = torch.Generator(device=device).manual_seed(0)
         model.sample(args.batch_size, generator=g)
         start = time.perf_counter()
         for _ in range(args.sample_reps):
             model.sample(args.batch_size, generator=g)
+        synchronize(device)
         sample_seconds = (time.perf_counter() - start) / args.sample_reps
 
     # 4. optionally, count the FLOPs of one more step as executed (last: nothing timed follows)
@@ -237,6 +263,8 @@ def run_one(args: argparse.Namespace) -> dict:
         "optimizer": args.optimizer,
         "compile": args.compile == "on",
         "batch": args.batch_size,
+        "device": str(device),
+        "tf32": args.tf32 if device.type == "cuda" else None,
         "threads": torch.get_num_threads(),
         "parameters": model.num_parameters(),
         "step_s": step_seconds,
@@ -255,6 +283,9 @@ def run_one(args: argparse.Namespace) -> dict:
         "mm_4096x512x512_gflop_per_s": ref_rate / 1e9,
         "rss_before_mib": rss_before,
         "peak_rss_mib": peak_train,
+        "peak_device_mib": (
+            torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+        ),
         "sample_images_per_s": args.batch_size / sample_seconds,
     }
 
@@ -286,6 +317,7 @@ def run_bpd(args: argparse.Namespace) -> dict:
             resume=False,
             precision=args.precision,
             compile=args.compile == "on",
+            device=args.device,
             log_every=args.bpd_steps,
         )
         result = train(config, progress=False)
@@ -375,6 +407,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--sample-reps", type=int, default=3)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--tf32", action="store_true", help="on CUDA: TF32 for float32 matmuls")
     p.add_argument("--count-flops", action="store_true", help="also run FlopCounterMode")
     p.add_argument(
         "--wait-idle",
@@ -439,7 +473,13 @@ def _bpd_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+        parser.error(
+            f"--device {args.device}: this torch ({torch.__version__}) sees no CUDA device; "
+            "run on a GPU machine with a CUDA build of torch, or use --device cpu."
+        )
     if args.child:  # one configuration: the lists hold one value each
         args.preset, args.path, args.precision = args.preset[0], args.path[0], args.precision[0]
         args.compile = args.compile[0]
@@ -482,6 +522,7 @@ def main(argv: list[str] | None = None) -> None:
             str(args.threads),
         ]
         argv_child += ["--compile", compiled] + ["--count-flops"] * args.count_flops
+        argv_child += ["--device", args.device] + ["--tf32"] * args.tf32
         if args.bpd_steps:
             argv_child += ["--bpd-steps", str(args.bpd_steps), "--data", args.data]
             argv_child += ["--test-size", str(args.test_size)]
