@@ -465,7 +465,8 @@ def _bpd_table(rows: list[dict]) -> str:
     lines.append("|---|---|---|---|---|---|---|---|")
     for r in rows:
         lines.append(
-            f"| {r['preset']} | {r['data']} | {r['path']} | {r['precision']} | {r['steps']} "
+            f"| {r['preset']} | {r['data']} | {r['path']}{' + compile' * bool(r.get('compile'))} "
+            f"| {r['precision']} | {r['steps']} "
             f"| {r['test_bpd']:.4f} | {r['train_bpd']:.4f} | {r['wall_seconds']:.0f} |"
         )
 
