@@ -140,7 +140,7 @@ savefig(fig, "fig2cd_causal_cones", out_dir, pdf=True,
               "pixel": np.argwhere(pixel)[0].tolist(), "cone_per_level": per_level})
 plt.show()
 if (L, kernel) == (32, 4):
-    check(per_level == [48, 108, 48, 16], f"a pixel's cone at L=32 is 48/108/48/16 sites")
+    check(per_level == [48, 108, 48, 16], "a pixel's cone at L=32 is 48/108/48/16 sites")
 """),
     md("""
 ## Cone sizes as the image grows: O(log L)

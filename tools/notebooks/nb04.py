@@ -31,10 +31,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from rgflow.explain import (effective_rf_size, rank_latents,
-                            receptive_fields)
-from rgflow.nbtools import (cached_strengths, check, check_parameters, load_flow,
-                            seed_everything)
+from rgflow.explain import effective_rf_size, rank_latents, receptive_fields
+from rgflow.nbtools import cached_strengths, check, check_parameters, load_flow, seed_everything
 from rgflow.plots import savefig
 
 settings = check_parameters(profile, prior=prior, device=device, seed=seed, dataset=dataset)

@@ -33,10 +33,8 @@ import numpy as np
 import torch
 
 from rgflow.data import load_dataset
-from rgflow.explain import (angle_features, cross_correlation, rank_latents,
-                            traverse)
-from rgflow.nbtools import (cached_strengths, check, check_parameters, load_flow,
-                            seed_everything)
+from rgflow.explain import angle_features, cross_correlation, rank_latents, traverse
+from rgflow.nbtools import cached_strengths, check, check_parameters, load_flow, seed_everything
 from rgflow.plots import savefig, to_display
 
 settings = check_parameters(profile, prior=prior, device=device, seed=seed, dataset=dataset)

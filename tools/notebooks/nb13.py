@@ -240,7 +240,7 @@ for name, entry in sorted(shipped_models().items()):
     code("""
 lines = ["| # | the paper says | measured here | verdict |", "|---|---|---|---|"]
 def cell(text):
-    return str(text).replace("|", "\\|")  # a bare | would end the table cell
+    return str(text).replace("|", r"\\|")  # a bare | would end the table cell
 
 
 for c in claims:
