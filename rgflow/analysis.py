@@ -8,7 +8,7 @@
 * tail_statistics      how heavy-tailed a set of non-negative scores is (kurtosis, top share)
 * sparse_probe_curve   held-out R^2 from the k latents most correlated with a target
 * latents_needed       the smallest k that reaches a fraction of the best R^2
-* per_image_bpd        bits/dim of every image, with the training loop's seeded noise
+* per_image_bpd        bits/dim of every image (from rgflow.train; evaluate is its mean)
 * standard_error       of a mean
 
 Nothing here trains or changes a model; every function is deterministic given its seed.
@@ -28,7 +28,7 @@ from .checkpoints import shipped_models
 from .explain import angle_features, latents_by_level
 from .model import RGFlow
 from .nbtools import load_flow
-from .preprocess import bits_per_dim, dequantize, logit_transform
+from .train import per_image_bpd
 
 __all__ = [
     "load_if_available",
@@ -305,27 +305,6 @@ def latents_needed(curve: ProbeCurve, fraction: float = 0.9) -> int | None:
         return None
 
     return next(k for k, r in zip(curve.sizes, curve.r2) if r >= fraction * best)
-
-
-@torch.no_grad()
-def per_image_bpd(model: RGFlow, pixels: Tensor, seed: int = 0, batch_size: int = 256) -> Tensor:
-    """Bits/dim of each uint8 image (N, C, L, L) -> (N,), dequantised with seeded noise.
-
-    The noise is drawn batch by batch from one generator seeded with ``seed``, as
-    :func:`rgflow.train.evaluate` draws it, so the mean over the same images, seed and batch
-    size is the number a training run logs as its test bits/dim.
-    """
-    model.eval()
-    device = model.level_map.device
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    out = []
-    for start in range(0, len(pixels), batch_size):
-        batch = pixels[start : start + batch_size]
-        x = dequantize(batch, generator, dtype=model.prior.scale.dtype).to(device)
-        y, logdet = logit_transform(x)
-        out.append(bits_per_dim(model.log_prob(y) + logdet, model.config.dims).cpu())
-
-    return torch.cat(out)
 
 
 def standard_error(values: Tensor) -> float:

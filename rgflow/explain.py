@@ -35,6 +35,7 @@ __all__ = [
     "latent_index",
     "receptive_fields",
     "receptive_field_strengths",
+    "site_generation_cone",
     "disjoint_cone_groups",
     "rank_latents",
     "effective_rf_size",
@@ -186,6 +187,14 @@ def receptive_fields(
     return _jvp_columns(model, z, tangents, chunk).mean(dim=1)
 
 
+def site_generation_cone(model: RGFlow, i: int, j: int) -> np.ndarray:
+    """Boolean (L, L): the pixels that the latent site (i, j) reaches in generation."""
+    one = np.zeros(model.lattice.level_map().shape, dtype=bool)
+    one[i, j] = True
+
+    return model.lattice.generation_cone(one)
+
+
 def disjoint_cone_groups(model: RGFlow, level: int | None = None) -> list[list[tuple[int, int]]]:
     """Partition the latent sites (of one level, or of all) into groups whose generation
     cones do not overlap.
@@ -194,16 +203,13 @@ def disjoint_cone_groups(model: RGFlow, level: int | None = None) -> list[list[t
     Jacobian column exactly, each confined to its own cone (a "compressed Jacobian"). Greedy,
     coarse levels first, row-major within a level.
     """
-    lat = model.lattice
-    levels = lat.level_map()
+    levels = model.lattice.level_map()
     chosen = levels >= 0 if level is None else levels == level
     sites = sorted(zip(*np.nonzero(chosen)), key=lambda s: -levels[s])
     groups: list[list[tuple[int, int]]] = []
     used: list[np.ndarray] = []
     for i, j in sites:
-        one = np.zeros_like(levels, dtype=bool)
-        one[i, j] = True
-        cone = lat.generation_cone(one)
+        cone = site_generation_cone(model, int(i), int(j))
         for group, mask in zip(groups, used):
             if not (mask & cone).any():
                 group.append((int(i), int(j)))

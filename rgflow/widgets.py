@@ -31,7 +31,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .explain import StrengthResult, disjoint_cone_groups, inpaint, mix_levels
+from .explain import (
+    StrengthResult,
+    disjoint_cone_groups,
+    inpaint,
+    mix_levels,
+    site_generation_cone,
+)
 from .model import RGFlow
 
 __all__ = [
@@ -151,14 +157,6 @@ def _as_fields(
     return dict(fields)
 
 
-def _site_cone(model: RGFlow, i: int, j: int) -> np.ndarray:
-    """Boolean (L, L): the pixels that the latent site (i, j) reaches in generation."""
-    one = np.zeros(model.lattice.level_map().shape, dtype=bool)
-    one[i, j] = True
-
-    return model.lattice.generation_cone(one)
-
-
 @torch.no_grad()
 def _probe_fields(model: RGFlow, z: Tensor, probes: Tensor, eps: float, chunk: int) -> Tensor:
     """|G(z + eps t) - G(z)|_c / eps for every probe t, averaged over the samples z.
@@ -229,7 +227,7 @@ def level_receptive_fields(
     latents, maps = [], []
     for g, group in enumerate(groups):
         for i, j in group:
-            cone = torch.as_tensor(_site_cone(model, i, j), device=fields.device)
+            cone = torch.as_tensor(site_generation_cone(model, i, j), device=fields.device)
             for ch in range(channels):
                 latents.append((ch, i, j))
                 maps.append(fields[g * channels + ch] * cone)

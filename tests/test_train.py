@@ -138,8 +138,8 @@ def test_a_compiled_run_takes_the_same_steps(tmp_path) -> None:
     """compile=True changes the speed, not the training: the same losses step by step."""
     eager = train(_config(tmp_path, "eager", max_steps=3, epochs=1), progress=False)
     torch._dynamo.reset()
-    compiled = train(_config(tmp_path, "compiled", max_steps=3, epochs=1, compile=True),
-                     progress=False)  # fmt: skip
+    compiled_config = _config(tmp_path, "compiled", max_steps=3, epochs=1, compile=True)
+    compiled = train(compiled_config, progress=False)
 
     losses = {
         name: [r["bpd"] for r in read_log(tmp_path / name / "log.jsonl") if r["event"] == "train"]
